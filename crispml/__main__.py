@@ -1,0 +1,3 @@
+from crispml.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""Composition root: builds the services, our routes and middleware, and the Streamlit ``st.App``.
+
+Nothing happens at import time. ``create_app`` is called by ``crispml run`` and by ``asgi.py``.
+Middleware order (outermost first):
+1. SecurityHeaders - every response, the login page and refusals included;
+2. RequestCounter  - Prometheus counts of every answer;
+3. AuthGate        - nothing below runs without a login session, except the public paths;
+then Streamlit's own middleware and routes, with ours matched first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from crispml import services as services_module
+from crispml.services import Services, bootstrap, build_services
+from crispml.settings import Settings, load_settings
+from crispml.web.gate import AuthGate, SecurityHeaders
+from crispml.web.health import Metrics, RequestCounter, health_routes
+from crispml.web.login import LoginRoutes
+
+log = logging.getLogger("crispml")
+UI_SCRIPT = Path(__file__).parent / "ui" / "main.py"
+
+
+@dataclass(frozen=True)
+class AppParts:
+    """Everything ``st.App`` takes, so the one module-level ``app`` can be written out plainly."""
+
+    script_path: Path
+    routes: list[BaseRoute]
+    middleware: list[Middleware]
+    lifespan: Any
+    services: Services
+
+    def app_kwargs(self) -> dict[str, Any]:
+        return {"routes": self.routes, "middleware": self.middleware, "lifespan": self.lifespan}
+
+
+def announce_admin_password(settings: Settings, password: str) -> None:
+    bar = "=" * 72
+    print(
+        f"\n{bar}\n  First start: created the admin account '{settings.admin_username}'.\n"
+        f"  Password (shown only this once): {password}\n"
+        f"  Change it with: crispml user passwd {settings.admin_username}\n{bar}\n",
+        flush=True,
+    )
+
+
+def build_parts(settings: Settings | None = None) -> AppParts:
+    settings = settings or load_settings()
+    services = build_services(settings)
+    services_module.install(services)
+    metrics = Metrics(services)
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        generated = bootstrap(services)
+        if generated:
+            announce_admin_password(settings, generated)
+        yield {}
+        services.db.dispose()
+
+    routes: list[BaseRoute] = [*LoginRoutes(services).routes(), *health_routes(services, metrics)]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(RequestCounter, metrics=metrics),
+        Middleware(AuthGate, authenticate=services.auth.authenticate),
+    ]
+    return AppParts(UI_SCRIPT, routes, middleware, lifespan, services)
+
+
+def streamlit_config(settings: Settings) -> dict[str, Any]:
+    """Streamlit options crispml sets; the rest keep Streamlit's defaults."""
+    config: dict[str, Any] = {
+        "server.address": settings.host,
+        "server.port": settings.port,
+        "server.headless": True,
+        "server.runOnSave": False,
+        "server.fileWatcherType": "none",
+        "browser.gatherUsageStats": False,
+        "client.toolbarMode": "minimal",
+        "client.showErrorDetails": "none",
+        "theme.primaryColor": "#0f766e",
+        "logger.level": settings.log_level,
+    }
+    if settings.uses_tls:
+        config["server.sslCertFile"] = str(settings.ssl_certfile)
+        config["server.sslKeyFile"] = str(settings.ssl_keyfile)
+    return config
+
+
+def create_app(settings: Settings | None = None) -> Any:
+    import streamlit as st
+
+    parts = build_parts(settings)
+    return st.App(parts.script_path, **parts.app_kwargs())

@@ -1,0 +1,216 @@
+"""The ``crispml`` command line. Commands parse input, call the same services as the pages, print.
+
+Commands that act on a user's data take ``--user NAME`` (default: the first admin account).
+Every command is listed in docs/reference.md; tests/test_docs.py fails when one is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from crispml.core.errors import CrispmlError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="crispml: the ML workbench.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+user_app = typer.Typer(no_args_is_help=True, help="User accounts (runs with the server's rights).")
+project_app = typer.Typer(no_args_is_help=True, help="A user's projects.")
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(project_app, name="project")
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="CRISPML_HOME for this command.", show_default=False)
+]
+UserOption = Annotated[
+    str | None, typer.Option("--user", help="Act for this user (default: the first admin).")
+]
+
+
+class State:
+    home: Path | None = None
+
+
+_state = State()
+
+
+@app.callback()
+def _root(home: HomeOption = None) -> None:
+    _state.home = home
+
+
+def _settings(**overrides: Any) -> Any:
+    from crispml.settings import load_settings
+
+    return load_settings(home=_state.home, **overrides)
+
+
+@contextmanager
+def _services(migrate: bool = True) -> Iterator[Any]:
+    """Services for one command, with readable errors instead of tracebacks."""
+    from crispml.services import build_services
+    from crispml.store import migrate as migrations
+
+    try:
+        services = build_services(_settings())
+        if migrate:
+            migrations.upgrade(services.db)
+        yield services
+    except CrispmlError as exc:
+        typer.secho(f"Error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+def _read_password(password_stdin: bool, confirm: bool = True) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+
+
+# run ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8501).")] = None,
+) -> None:
+    """Start the web app: login, the Streamlit workbench and the API on one port."""
+    from crispml.app import create_app, streamlit_config
+
+    settings = _settings(host=host, port=port)
+    if settings.exposed_without_tls:
+        typer.secho(
+            f"WARNING: binding to {settings.host} without TLS. Passwords and session cookies "
+            "would cross the network in clear text. Put crispml behind an HTTPS reverse proxy "
+            "or set ssl_certfile and ssl_keyfile.",
+            fg="yellow",
+            err=True,
+        )
+    # Streamlit signs its own cookies (XSRF for uploads); derive its key from ours so they stay
+    # valid across restarts. It is a "sensitive" option, settable only through the environment.
+    os.environ.setdefault(
+        "STREAMLIT_SERVER_COOKIE_SECRET",
+        hashlib.sha256(b"streamlit:" + settings.load_secret_key()).hexdigest(),
+    )
+    scheme = "https" if settings.uses_tls else "http"
+    typer.echo(f"crispml: serving on {scheme}://{settings.host}:{settings.port}", err=True)
+    create_app(settings).run(config=streamlit_config(settings))
+
+
+# db ----------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (also done at every start)."""
+    from crispml.store import migrate
+
+    with _services(migrate=False) as services:
+        migrate.upgrade(services.db)
+        typer.echo(f"Database at revision {migrate.current_revision(services.db)}.")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and the newest one this version knows."""
+    from crispml.store import migrate
+
+    with _services(migrate=False) as services:
+        typer.echo(f"current: {migrate.current_revision(services.db)}")
+        typer.echo(f"head:    {migrate.head_revision()}")
+
+
+# user --------------------------------------------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin or user.")] = "user",
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+) -> None:
+    """Create a user account."""
+    with _services() as services:
+        password = _read_password(password_stdin)
+        user = services.auth.create_user(username, password, role, actor="cli")
+        typer.echo(f"Created {user.role} '{user.username}'.")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+) -> None:
+    """Set a user's password (ends their sessions)."""
+    with _services() as services:
+        services.auth.get_user(username)
+        services.auth.set_password(username, _read_password(password_stdin), actor="cli")
+        typer.echo(f"Password of '{username}' changed; their sessions have ended.")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List user accounts."""
+    with _services() as services:
+        typer.echo(f"{'USER':<24} {'ROLE':<6} {'STATE':<9} CREATED")
+        for user in services.auth.list_users():
+            state = "active" if user.active else "disabled"
+            typer.echo(f"{user.username:<24} {user.role:<6} {state:<9} {user.created_at:%Y-%m-%d}")
+
+
+@user_app.command("disable")
+def user_disable(username: str) -> None:
+    """Disable an account and end its sessions."""
+    with _services() as services:
+        services.auth.set_active(username, False, actor="cli")
+        typer.echo(f"Disabled '{username}'.")
+
+
+@user_app.command("enable")
+def user_enable(username: str) -> None:
+    """Enable a disabled account."""
+    with _services() as services:
+        services.auth.set_active(username, True, actor="cli")
+        typer.echo(f"Enabled '{username}'.")
+
+
+# project -----------------------------------------------------------------------------------------
+
+
+@project_app.command("list")
+def project_list(user: UserOption = None) -> None:
+    """List a user's projects."""
+    with _services() as services:
+        owner = services.resolve_user(user)
+        for project in services.projects.list(owner.id):
+            typer.echo(f"{project.id:>5}  {project.name}")
+
+
+@project_app.command("add")
+def project_add(
+    name: str,
+    goal: Annotated[str, typer.Option(help="What the project should achieve.")] = "",
+    success_criteria: Annotated[str, typer.Option(help="How success is measured.")] = "",
+    user: UserOption = None,
+) -> None:
+    """Create a project for a user."""
+    from crispml.core.projects import ProjectFields
+
+    with _services() as services:
+        owner = services.resolve_user(user)
+        project = services.projects.create(
+            owner.id, ProjectFields(name, goal, success_criteria), actor=f"cli:{owner.username}"
+        )
+        typer.echo(f"Created project {project.id} '{project.name}' for {owner.username}.")
+
+
+def main() -> None:
+    app()

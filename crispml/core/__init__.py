@@ -1,0 +1,1 @@
+"""The domain. Plain typed Python: imports no Streamlit, Starlette or FastAPI."""

@@ -1,0 +1,416 @@
+"""Users, roles, login sessions and lockout.
+
+Security notes (docs/security.md has the full model):
+- Passwords are hashed with Argon2id; an unknown user name costs the same verification work as a
+  known one and gets the same message, so login answers do not reveal which names exist.
+- A session token is 256 random bits, given to the browser once; the database keeps only its
+  SHA-256, so a leaked database does not yield usable cookies. Sessions end on logout, after an
+  idle timeout, after an absolute lifetime, when revoked by an admin, and when the user is disabled
+  or their password is reset.
+- Failed logins are counted per user name in the database (known or unknown names alike), so a
+  lockout survives restarts and is shared by all web replicas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from crispml.core import passwords
+from crispml.core.audit import AuditLog
+from crispml.core.clock import Clock, utcnow
+from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.store.db import Database
+from crispml.store.tables import LoginSessionRow, LoginThrottleRow, UserRow
+
+Role = Literal["admin", "user"]
+ROLES: tuple[Role, ...] = ("admin", "user")
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+# How often "last seen" is written back; idle expiry is exact to within this interval.
+TOUCH_INTERVAL = timedelta(seconds=60)
+INVALID_LOGIN = "Invalid user name or password."
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class AuthSession:
+    """A valid login session, as seen by the gate and the pages."""
+
+    session_id: int
+    user: User
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str  # the only time the raw token exists: it goes into the cookie
+    session_id: int
+    user: User
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: int
+    username: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ip: str
+    user_agent: str
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    session_idle_timeout: timedelta = timedelta(hours=8)
+    session_lifetime: timedelta = timedelta(days=7)
+    lockout_threshold: int = 5
+    lockout_window: timedelta = timedelta(minutes=15)
+    lockout_duration: timedelta = timedelta(minutes=15)
+    password_min_length: int = 8
+
+
+class LoginFailed(Exception):
+    """A refused login. ``str()`` is the message for the login page."""
+
+    def __init__(self, message: str, retry_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def generate_password(length: int = 20) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def normalize_username(username: str) -> str:
+    return username.strip().lower()
+
+
+def validate_username(username: str) -> str:
+    name = normalize_username(username)
+    if not USERNAME_RE.fullmatch(name):
+        raise InvalidInput(
+            "A user name has 1 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def _to_user(row: UserRow) -> User:
+    role: Role = "admin" if row.role == "admin" else "user"
+    return User(row.id, row.username, role, row.active, row.created_at)
+
+
+class AuthService:
+    """Every account and login operation; pages, routes and the CLI all go through it."""
+
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        policy: AuthPolicy | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._db = db
+        self._audit = audit
+        self.policy = policy or AuthPolicy()
+        self._clock = clock
+
+    # Users -------------------------------------------------------------------------------------
+
+    def create_user(self, username: str, password: str, role: str = "user", *, actor: str) -> User:
+        name = validate_username(username)
+        checked_role = self._check_role(role)
+        passwords.check_policy(password, username=name, min_length=self.policy.password_min_length)
+        now = self._clock()
+        with self._db.session() as s:
+            if s.scalar(select(UserRow.id).where(UserRow.username == name)) is not None:
+                raise Conflict(f"The user name '{name}' is taken.")
+            row = UserRow(
+                username=name,
+                password_hash=passwords.hash_password(password),
+                role=checked_role,
+                active=True,
+                created_at=now,
+                password_changed_at=now,
+            )
+            s.add(row)
+            self._audit.add(s, actor, "user.create", name, f"role={checked_role}")
+            s.flush()
+            return _to_user(row)
+
+    def list_users(self) -> list[User]:
+        with self._db.session() as s:
+            return [_to_user(r) for r in s.scalars(select(UserRow).order_by(UserRow.username))]
+
+    def get_user(self, username: str) -> User:
+        with self._db.session() as s:
+            return _to_user(self._user_row(s, username))
+
+    def first_admin(self) -> User | None:
+        """The oldest active admin: the default ``--user`` of CLI commands."""
+        query = (
+            select(UserRow)
+            .where(UserRow.role == "admin", UserRow.active.is_(True))
+            .order_by(UserRow.id)
+            .limit(1)
+        )
+        with self._db.session() as s:
+            row = s.scalar(query)
+            return _to_user(row) if row else None
+
+    def ensure_first_admin(self, username: str, password: str | None) -> str | None:
+        """Create the first admin when there is none. Returns the password if it was generated."""
+        if self.first_admin() is not None:
+            return None
+        generated = password is None
+        secret = password if password is not None else generate_password()
+        self.create_user(username, secret, "admin", actor="system")
+        return secret if generated else None
+
+    def set_password(self, username: str, password: str, *, actor: str) -> None:
+        """Set a new password; every session of that user ends."""
+        with self._db.session() as s:
+            row = self._user_row(s, username)
+            passwords.check_policy(
+                password, username=row.username, min_length=self.policy.password_min_length
+            )
+            row.password_hash = passwords.hash_password(password)
+            row.password_changed_at = self._clock()
+            self._revoke_user_sessions(s, row.id)
+            self._audit.add(s, actor, "user.password", row.username)
+
+    def set_active(self, username: str, active: bool, *, actor: str) -> None:
+        """Disable (ending every session) or enable an account; the last admin stays enabled."""
+        with self._db.session() as s:
+            row = self._user_row(s, username)
+            if not active and row.role == "admin":
+                self._refuse_last_admin(s, row, "disable")
+            row.active = active
+            if not active:
+                self._revoke_user_sessions(s, row.id)
+            self._audit.add(s, actor, "user.enable" if active else "user.disable", row.username)
+
+    def set_role(self, username: str, role: str, *, actor: str) -> None:
+        checked_role = self._check_role(role)
+        with self._db.session() as s:
+            row = self._user_row(s, username)
+            if row.role == "admin" and checked_role != "admin":
+                self._refuse_last_admin(s, row, "demote")
+            row.role = checked_role
+            self._audit.add(s, actor, "user.role", row.username, f"role={checked_role}")
+
+    # Login sessions ---------------------------------------------------------------------------
+
+    def login(
+        self, username: str, password: str, *, ip: str = "", user_agent: str = ""
+    ) -> NewSession:
+        """Check credentials and open a session, or raise LoginFailed with the page's message."""
+        name = normalize_username(username)[:255]
+        now = self._clock()
+        with self._db.session() as s:
+            throttle = s.get(LoginThrottleRow, name)
+            if throttle and throttle.locked_until and throttle.locked_until > now:
+                passwords.verify_password(None, password)  # the same work as a real attempt
+                raise LoginFailed(
+                    self._locked_message(throttle.locked_until), throttle.locked_until
+                )
+            row = s.scalar(select(UserRow).where(UserRow.username == name))
+            ok = passwords.verify_password(row.password_hash if row else None, password)
+            if not ok or row is None:
+                locked_until = self._record_failure(s, name, throttle, now)
+                self._audit.add(s, name, "login.failed", detail=f"ip={ip}")
+                failure = LoginFailed(
+                    self._locked_message(locked_until) if locked_until else INVALID_LOGIN,
+                    locked_until,
+                )
+            elif not row.active:
+                self._audit.add(s, name, "login.disabled", detail=f"ip={ip}")
+                failure = LoginFailed("This account is disabled. Ask an administrator.")
+            else:
+                if throttle is not None:
+                    s.delete(throttle)
+                if passwords.needs_rehash(row.password_hash):
+                    row.password_hash = passwords.hash_password(password)
+                token = secrets.token_urlsafe(32)
+                session_row = LoginSessionRow(
+                    token_hash=hash_token(token),
+                    user_id=row.id,
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=now + self.policy.session_lifetime,
+                    ip=ip[:64],
+                    user_agent=user_agent[:255],
+                )
+                s.add(session_row)
+                self._audit.add(s, name, "login", detail=f"ip={ip}")
+                s.flush()
+                return NewSession(token, session_row.id, _to_user(row))
+        raise failure  # raised after the commit, so the failure count is kept
+
+    def authenticate(self, token: str | None) -> AuthSession | None:
+        """The session behind a cookie token, or None if it is unknown, ended or expired."""
+        if not token or len(token) > 256:
+            return None
+        now = self._clock()
+        with self._db.session() as s:
+            found = s.execute(
+                select(LoginSessionRow, UserRow)
+                .join(UserRow, UserRow.id == LoginSessionRow.user_id)
+                .where(LoginSessionRow.token_hash == hash_token(token))
+            ).first()
+            if found is None:
+                return None
+            session_row, user_row = found
+            if (
+                session_row.revoked_at is not None
+                or not user_row.active
+                or now >= session_row.expires_at
+                or now >= session_row.last_seen_at + self.policy.session_idle_timeout
+            ):
+                return None
+            if now - session_row.last_seen_at >= TOUCH_INTERVAL:
+                session_row.last_seen_at = now
+            return AuthSession(session_row.id, _to_user(user_row))
+
+    def logout(self, token: str | None) -> None:
+        if not token:
+            return
+        with self._db.session() as s:
+            row = s.scalar(
+                select(LoginSessionRow).where(LoginSessionRow.token_hash == hash_token(token))
+            )
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = self._clock()
+                user = s.get(UserRow, row.user_id)
+                self._audit.add(s, user.username if user else "?", "logout")
+
+    def list_sessions(self, username: str | None = None) -> list[SessionInfo]:
+        """Sessions that are still valid, newest first; all users' when ``username`` is None."""
+        now = self._clock()
+        query = (
+            select(LoginSessionRow, UserRow.username)
+            .join(UserRow, UserRow.id == LoginSessionRow.user_id)
+            .where(
+                LoginSessionRow.revoked_at.is_(None),
+                LoginSessionRow.expires_at > now,
+                LoginSessionRow.last_seen_at > now - self.policy.session_idle_timeout,
+            )
+            .order_by(LoginSessionRow.id.desc())
+        )
+        if username is not None:
+            query = query.where(UserRow.username == normalize_username(username))
+        with self._db.session() as s:
+            return [
+                SessionInfo(
+                    r.id,
+                    name,
+                    r.created_at,
+                    r.last_seen_at,
+                    min(r.expires_at, r.last_seen_at + self.policy.session_idle_timeout),
+                    r.ip,
+                    r.user_agent,
+                )
+                for r, name in s.execute(query)
+            ]
+
+    def revoke_session(self, session_id: int, *, actor: str) -> None:
+        with self._db.session() as s:
+            row = s.get(LoginSessionRow, session_id)
+            if row is None:
+                raise NotFound(f"No session {session_id}.")
+            if row.revoked_at is None:
+                row.revoked_at = self._clock()
+            self._audit.add(s, actor, "session.revoke", str(session_id))
+
+    def count_active_sessions(self) -> int:
+        now = self._clock()
+        with self._db.session() as s:
+            return int(
+                s.scalar(
+                    select(func.count(LoginSessionRow.id)).where(
+                        LoginSessionRow.revoked_at.is_(None),
+                        LoginSessionRow.expires_at > now,
+                        LoginSessionRow.last_seen_at > now - self.policy.session_idle_timeout,
+                    )
+                )
+                or 0
+            )
+
+    # Internals --------------------------------------------------------------------------------
+
+    def _user_row(self, s: Session, username: str) -> UserRow:
+        row = s.scalar(select(UserRow).where(UserRow.username == normalize_username(username)))
+        if row is None:
+            raise NotFound(f"No user named '{normalize_username(username)}'.")
+        return row
+
+    @staticmethod
+    def _check_role(role: str) -> Role:
+        for known in ROLES:
+            if role == known:
+                return known
+        raise InvalidInput(f"Unknown role '{role}'; use one of: {', '.join(ROLES)}.")
+
+    @staticmethod
+    def _refuse_last_admin(s: Session, row: UserRow, verb: str) -> None:
+        others = s.scalar(
+            select(func.count(UserRow.id)).where(
+                UserRow.role == "admin", UserRow.active.is_(True), UserRow.id != row.id
+            )
+        )
+        if not others:
+            raise Conflict(f"Cannot {verb} '{row.username}': it is the last active admin.")
+
+    def _revoke_user_sessions(self, s: Session, user_id: int) -> None:
+        s.execute(
+            update(LoginSessionRow)
+            .where(LoginSessionRow.user_id == user_id, LoginSessionRow.revoked_at.is_(None))
+            .values(revoked_at=self._clock())
+        )
+
+    def _record_failure(
+        self, s: Session, name: str, throttle: LoginThrottleRow | None, now: datetime
+    ) -> datetime | None:
+        if throttle is None:
+            throttle = LoginThrottleRow(username=name, failures=0, window_start=now)
+            s.add(throttle)
+        if now - throttle.window_start > self.policy.lockout_window:
+            throttle.failures, throttle.window_start, throttle.locked_until = 0, now, None
+        throttle.failures += 1
+        if throttle.failures >= self.policy.lockout_threshold:
+            throttle.locked_until = now + self.policy.lockout_duration
+        return throttle.locked_until
+
+    def _locked_message(self, until: datetime) -> str:
+        minutes = max(1, round((until - self._clock()).total_seconds() / 60))
+        return (
+            "Too many failed attempts. Try again after "
+            f"{until:%H:%M} UTC (in about {minutes} minute{'s' if minutes != 1 else ''})."
+        )
+
+
+SESSION_COOKIE = "crispml_session"

@@ -1,0 +1,23 @@
+"""Domain errors. Each carries a message written for the person who caused it."""
+
+from __future__ import annotations
+
+
+class CrispmlError(Exception):
+    """Base class; ``str(error)`` is safe to show to the user."""
+
+
+class InvalidInput(CrispmlError):
+    """The request itself is wrong (bad name, weak password, value out of range)."""
+
+
+class NotFound(CrispmlError):
+    """The thing asked for does not exist (or is not visible to the asker)."""
+
+
+class Conflict(CrispmlError):
+    """The request clashes with existing state (name taken, last admin)."""
+
+
+class PermissionDenied(CrispmlError):
+    """The asker may not do this."""

@@ -1,0 +1,103 @@
+"""The services the pages, routes and CLI share, built once per process.
+
+``build_services`` wires them; ``bootstrap`` prepares a home folder and database (first start);
+``install``/``current`` hand the one instance to Streamlit scripts, which run in the server's
+process but are not called by it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from crispml.core.audit import AuditLog
+from crispml.core.auth import AuthPolicy, AuthService, User
+from crispml.core.errors import NotFound
+from crispml.core.projects import ProjectFields, ProjectService
+from crispml.settings import Settings, load_settings
+from crispml.store import migrate
+from crispml.store.db import Database
+
+log = logging.getLogger("crispml")
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: Database
+    audit: AuditLog
+    auth: AuthService
+    projects: ProjectService
+    secret_key: bytes
+
+    def resolve_user(self, username: str | None) -> User:
+        """The user a CLI command acts for: ``--user NAME``, else the first admin."""
+        if username:
+            return self.auth.get_user(username)
+        admin = self.auth.first_admin()
+        if admin is None:
+            raise NotFound("There is no admin account yet: start the app once or add a user.")
+        return admin
+
+
+def build_services(settings: Settings) -> Services:
+    settings.ensure_home()
+    db = Database(settings.resolved_database_url)
+    audit = AuditLog(db)
+    policy = AuthPolicy(
+        session_idle_timeout=settings.session_idle_timeout,
+        session_lifetime=settings.session_lifetime,
+        lockout_threshold=settings.lockout_threshold,
+        lockout_window=settings.lockout_window,
+        lockout_duration=settings.lockout_duration,
+        password_min_length=settings.password_min_length,
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        audit=audit,
+        auth=AuthService(db, audit, policy),
+        projects=ProjectService(db, audit),
+        secret_key=settings.load_secret_key(),
+    )
+
+
+DEMO_PROJECT = ProjectFields(
+    name="Iris species",
+    goal="Tell the three iris species apart from four flower measurements.",
+    success_criteria="Accuracy of at least 0.9 on a held-out test set.",
+    notes="A demo project created on first start. Edit or delete it freely.",
+)
+
+
+def bootstrap(services: Services) -> str | None:
+    """Migrate the database and create the first admin (and a demo project) when missing.
+
+    Returns the admin password when it was generated, so the caller can show it once.
+    """
+    migrate.upgrade(services.db)
+    settings = services.settings
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    if services.auth.first_admin() is not None:
+        return None
+    generated = services.auth.ensure_first_admin(settings.admin_username, given)
+    if settings.seed_demo_project:
+        admin = services.auth.get_user(settings.admin_username)
+        services.projects.create(admin.id, DEMO_PROJECT, actor="system")
+    return generated
+
+
+_current: Services | None = None
+
+
+def install(services: Services) -> None:
+    global _current
+    _current = services
+
+
+def current() -> Services:
+    """The installed services; built from the environment's settings if none were installed."""
+    global _current
+    if _current is None:
+        _current = build_services(load_settings())
+    return _current

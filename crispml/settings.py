@@ -1,0 +1,153 @@
+"""One typed settings object for the whole app.
+
+Precedence, lowest first: defaults < ``crispml.toml`` < ``CRISPML_*`` environment < CLI flags.
+The TOML file is ``$CRISPML_CONFIG`` when set, else ``crispml.toml`` in ``CRISPML_HOME``.
+Every field is documented in docs/reference.md; ``tests/test_docs.py`` fails when one is not.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "CRISPML_"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class Settings(BaseSettings):
+    """All of crispml's settings. Field descriptions are the documentation's source text."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    home: Path = Field(
+        default=Path("~/.crispml"),
+        description="Folder for the database, the secret key, users' files, runs and models.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the database; empty means SQLite at HOME/crispml.db. "
+        "postgresql://user@host/db uses PostgreSQL.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the web server binds to.")
+    port: int = Field(default=8501, ge=0, le=65535, description="Port of the web server.")
+    ssl_certfile: Path | None = Field(
+        default=None, description="TLS certificate (PEM); with ssl_keyfile, serve HTTPS."
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="TLS private key (PEM).")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs CSRF tokens. Generated into HOME/secret_key (mode 0600) "
+        "when unset; set it to share one key between several web replicas.",
+    )
+    admin_username: str = Field(
+        default="admin", description="Name of the admin account created on first start."
+    )
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the first admin account; generated and printed once when unset.",
+    )
+    seed_demo_project: bool = Field(
+        default=True, description="Create a demo project for the first admin on first start."
+    )
+    session_idle_timeout: timedelta = Field(
+        default=timedelta(hours=8),
+        description="A login session ends after this long without a request (seconds or ISO 8601).",
+    )
+    session_lifetime: timedelta = Field(
+        default=timedelta(days=7),
+        description="A login session ends this long after login, active or not.",
+    )
+    lockout_threshold: int = Field(
+        default=5, ge=1, description="Failed logins within lockout_window that lock an account."
+    )
+    lockout_window: timedelta = Field(
+        default=timedelta(minutes=15), description="Window in which failed logins are counted."
+    )
+    lockout_duration: timedelta = Field(
+        default=timedelta(minutes=15), description="How long a locked account refuses logins."
+    )
+    password_min_length: int = Field(
+        default=8, ge=8, le=64, description="Shortest password accepted (at least 8)."
+    )
+    max_form_bytes: int = Field(
+        default=16_384, ge=1024, description="Largest login or logout form body accepted, in bytes."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level of the server."
+    )
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _toml_path(init_settings())
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+        return (init_settings, env_settings, toml)
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'crispml.db'}"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.ssl_certfile is not None and self.ssl_keyfile is not None
+
+    @property
+    def exposed_without_tls(self) -> bool:
+        """True when the server is reachable beyond this machine over plain HTTP."""
+        return self.host not in LOOPBACK_HOSTS and not self.uses_tls
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "users").mkdir(exist_ok=True)
+
+    def load_secret_key(self) -> bytes:
+        """The configured key, else the one in HOME/secret_key, created 0600 on first use."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        self.ensure_home()
+        path = self.home / "secret_key"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        return path.read_bytes().strip()
+
+
+def _toml_path(init_values: dict[str, Any]) -> Path:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    home = init_values.get("home") or os.environ.get(f"{ENV_PREFIX}HOME") or "~/.crispml"
+    return Path(home).expanduser() / "crispml.toml"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; ``overrides`` are CLI flags (None means "not given")."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

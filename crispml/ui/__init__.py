@@ -1,0 +1,1 @@
+"""Streamlit UI: the navigation shell, one page per CRISP-DM phase, tools, and widgets."""

@@ -1,0 +1,146 @@
+"""The multipage shell: sections, pages and the sidebar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from crispml.core.auth import AuthSession
+from crispml.ui import context
+from crispml.ui.views import admin, business
+from crispml.ui.views.upcoming import not_built_page
+from crispml.web.login import logout_token
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    section: str
+    title: str
+    url_path: str
+    icon: str
+    render: Callable[[], None]
+    admin_only: bool = False
+    default: bool = False
+
+
+def _upcoming(section: str, title: str, url: str, icon: str, description: str) -> PageSpec:
+    return PageSpec(section, title, url, icon, not_built_page(title, description))
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec(
+        "CRISP-DM",
+        "Business understanding",
+        "business-understanding",
+        ":material/lightbulb:",
+        business.render,
+        default=True,
+    ),
+    _upcoming(
+        "CRISP-DM",
+        "Data understanding",
+        "data-understanding",
+        ":material/query_stats:",
+        "Explore the data: profiles, distributions, correlations, target balance.",
+    ),
+    _upcoming(
+        "CRISP-DM",
+        "Data preparation",
+        "data-preparation",
+        ":material/tune:",
+        "Choose target and features, split, and preprocess into a prepared dataset version.",
+    ),
+    _upcoming(
+        "CRISP-DM",
+        "Modeling",
+        "modeling",
+        ":material/model_training:",
+        "Pick an algorithm, set its hyperparameters, and train runs as background jobs.",
+    ),
+    _upcoming(
+        "CRISP-DM",
+        "Evaluation",
+        "evaluation",
+        ":material/leaderboard:",
+        "Compare runs side by side and register the best model.",
+    ),
+    _upcoming(
+        "CRISP-DM",
+        "Deployment",
+        "deployment",
+        ":material/rocket_launch:",
+        "Serve registered models behind a REST API with API keys.",
+    ),
+    _upcoming(
+        "Workspace",
+        "Files",
+        "files",
+        ":material/folder:",
+        "Browse, upload, download and organise your files on the server.",
+    ),
+    _upcoming(
+        "Workspace",
+        "Jobs",
+        "jobs",
+        ":material/memory:",
+        "Watch and stop long-running jobs in the process table.",
+    ),
+    _upcoming(
+        "Workspace",
+        "Saved work",
+        "saved-work",
+        ":material/bookmark:",
+        "Save your workspace under a name and load it later.",
+    ),
+    _upcoming(
+        "Workspace",
+        "Notebook",
+        "notebook",
+        ":material/code:",
+        "JupyterLab next to your data and models, behind the same login.",
+    ),
+    PageSpec(
+        "Admin",
+        "Users and sessions",
+        "admin-users",
+        ":material/group:",
+        admin.render_users,
+        admin_only=True,
+    ),
+    PageSpec(
+        "Admin",
+        "Audit log",
+        "admin-audit",
+        ":material/history:",
+        admin.render_audit,
+        admin_only=True,
+    ),
+)
+
+
+def pages_for(auth: AuthSession) -> dict[str, list[st.Page]]:
+    sections: dict[str, list[st.Page]] = {}
+    for spec in PAGES:
+        if spec.admin_only and not auth.user.is_admin:
+            continue
+        page = st.Page(
+            spec.render,
+            title=spec.title,
+            icon=spec.icon,
+            url_path=spec.url_path,
+            default=spec.default,
+        )
+        sections.setdefault(spec.section, []).append(page)
+    return sections
+
+
+def sidebar(auth: AuthSession) -> None:
+    token = context.session_token() or ""
+    link = logout_token(context.services().secret_key, token)
+    with st.sidebar:
+        st.markdown(
+            f":material/account_circle: Signed in as **{auth.user.username}** ({auth.user.role})"
+        )
+        st.html(f'<a class="crispml-logout" href="/logout?t={link}" target="_self">Log out</a>')

@@ -1,0 +1,1 @@
+"""Reusable Streamlit widgets: feedback, confirmations (later: file explorer, process table)."""

@@ -1,0 +1,1 @@
+"""Starlette routes and middleware around the Streamlit app."""
