@@ -18,7 +18,12 @@ import typer
 
 from crispml.core.errors import CrispmlError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="crispml: the ML workbench.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="crispml: the ML workbench.",
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 user_app = typer.Typer(no_args_is_help=True, help="User accounts (runs with the server's rights).")
 project_app = typer.Typer(no_args_is_help=True, help="A user's projects.")
@@ -47,9 +52,18 @@ def _root(home: HomeOption = None) -> None:
 
 
 def _settings(**overrides: Any) -> Any:
+    """Settings from file, environment and flags; a bad value is reported, not a traceback."""
+    from pydantic import ValidationError
+
     from crispml.settings import load_settings
 
-    return load_settings(home=_state.home, **overrides)
+    try:
+        return load_settings(home=_state.home, **overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            typer.secho(f"Error: setting '{where}': {error['msg']}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crispml.core.auth import SESSION_COOKIE, AuthSession
 
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/login/style.css", "/favicon.ico"})
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/login/style.css"})
 
 Authenticator = Callable[[str | None], AuthSession | None]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from html import escape
 from importlib import resources
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,6 +31,9 @@ LOGO = (
     'fill="none" stroke-linecap="round" stroke-linejoin="round"/><circle cx="27" cy="10" r="2.5" '
     'fill="#5eead4"/></svg>'
 )
+
+
+LOGO_ICON = LOGO.replace('aria-hidden="true"', 'xmlns="http://www.w3.org/2000/svg"')
 
 
 class BadForm(Exception):
@@ -64,6 +67,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · crispml</title>
 <link rel="stylesheet" href="/login/style.css">
+<link rel="icon" href="data:image/svg+xml,{quote(LOGO_ICON)}">
 </head><body><main><div class="card">
 <div class="brand">{LOGO}<h1>crispml</h1></div>
 <p class="tagline">The ML workbench, one CRISP-DM phase at a time.</p>
@@ -132,16 +136,17 @@ class LoginRoutes:
     ) -> HTMLResponse:
         nonce = secrets.token_urlsafe(24)
         csrf = tokens.sign(self.secret, "login", nonce)
+        focus_name, focus_password = ("", " autofocus") if username else (" autofocus", "")
         body = f"""{_alert(kind, message)}
 <form method="post" action="/login" autocomplete="on">
 <input type="hidden" name="csrf" value="{csrf}">
 <input type="hidden" name="next" value="{escape(next_path)}">
 <label for="username">User name</label>
 <input type="text" id="username" name="username" value="{escape(username)}" maxlength="64"
- autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus>
+ autocomplete="username" autocapitalize="none" spellcheck="false" required{focus_name}>
 <label for="password">Password</label>
 <input type="password" id="password" name="password" maxlength="1024"
- autocomplete="current-password" required>
+ autocomplete="current-password" required{focus_password}>
 <button type="submit">Log in</button>
 </form>"""
         response = _page("Log in", body, status)

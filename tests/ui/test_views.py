@@ -1,0 +1,147 @@
+"""Pages through Streamlit's AppTest, against real services on a real SQLite file.
+
+AppTest cannot send cookies, so the token comes from ``context.use_token_source``: the page still
+validates it through the real AuthService, exactly as with a browser cookie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from crispml import services as services_module
+from crispml.core.projects import ProjectFields
+from crispml.services import Services, bootstrap, build_services
+from crispml.settings import Settings
+from crispml.ui import context
+from tests.helpers import ADMIN_PASSWORD
+
+MAIN = str(Path(__file__).parents[2] / "crispml" / "ui" / "main.py")
+
+
+@pytest.fixture
+def app_services(tmp_path: Path) -> Iterator[Services]:
+    svc = build_services(Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD))
+    bootstrap(svc)
+    services_module.install(svc)
+    yield svc
+    context.use_token_source(context.browser_token)
+    svc.db.dispose()
+
+
+def login_as(svc: Services, username: str, password: str = ADMIN_PASSWORD) -> None:
+    token = svc.auth.login(username, password).token
+    context.use_token_source(lambda: token)
+
+
+def page(module: str, function: str = "render") -> AppTest:
+    return AppTest.from_string(
+        f"from crispml.ui.views import {module}\n{module}.{function}()\n", default_timeout=30
+    )
+
+
+def test_shell_shows_sections_and_who_is_logged_in(app_services: Services) -> None:
+    login_as(app_services, "admin")
+    at = AppTest.from_file(MAIN, default_timeout=30).run()
+    assert not at.exception
+    assert "Signed in as **admin** (admin)" in at.sidebar.markdown[0].value
+    assert at.title[0].value == "Business understanding"  # the default page
+    assert at.selectbox[0].value is not None  # the demo project made on first start
+
+
+def test_no_session_stops_the_page(app_services: Services) -> None:
+    context.use_token_source(lambda: "not-a-valid-token")
+    at = AppTest.from_file(MAIN, default_timeout=30).run()
+    assert "Your session has ended" in at.error[0].value
+    assert not at.title
+
+
+def test_create_switch_and_edit_projects(app_services: Services) -> None:
+    login_as(app_services, "admin")
+    at = page("business").run()
+    # The last form on the page is "New project".
+    at.text_input[-1].input("Churn")
+    at.text_area[-3].input("Keep customers")
+    at.button[-1].click().run()
+    assert not at.exception
+    assert "Created project 'Churn'." in at.success[0].value
+    assert at.selectbox[0].value == next(
+        p.id
+        for p in app_services.projects.list(app_services.auth.first_admin().id)
+        if p.name == "Churn"
+    )
+    # Same name again: a readable error, nothing created.
+    at.text_input[-1].input("Churn")
+    at.button[-1].click().run()
+    assert "already have a project named 'Churn'" in at.error[0].value
+    names = [p.name for p in app_services.projects.list(app_services.auth.first_admin().id)]
+    assert sorted(names) == ["Churn", "Iris species"]
+
+
+def test_edit_the_current_project(app_services: Services) -> None:
+    login_as(app_services, "admin")
+    admin = app_services.auth.first_admin()
+    at = page("business").run()
+    at.text_input[0].input("Iris, renamed")  # the edit form comes first
+    at.button[0].click().run()  # "Save changes" of the edit form
+    assert "Saved project 'Iris, renamed'." in at.success[0].value
+    assert [p.name for p in app_services.projects.list(admin.id)] == ["Iris, renamed"]
+
+
+def test_users_only_see_their_own_projects(app_services: Services) -> None:
+    bob = app_services.auth.create_user("bob", "lilac-harbor-93", actor="t")
+    app_services.projects.create(bob.id, ProjectFields("Bob's project"), actor="bob")
+    login_as(app_services, "bob", "lilac-harbor-93")
+    at = page("business").run()
+    options = at.selectbox[0].options
+    assert options == ["Bob's project"]
+
+
+def test_admin_pages_refuse_non_admins(app_services: Services) -> None:
+    app_services.auth.create_user("bob", "lilac-harbor-93", actor="t")
+    login_as(app_services, "bob", "lilac-harbor-93")
+    for function in ("render_users", "render_audit"):
+        at = page("admin", function).run()
+        assert at.error[0].value == "This page is for admins."
+        assert not at.dataframe
+    shell = AppTest.from_file(MAIN, default_timeout=30).run()
+    assert "(user)" in shell.sidebar.markdown[0].value
+
+
+def test_admin_creates_a_user_with_a_generated_password(app_services: Services) -> None:
+    login_as(app_services, "admin")
+    at = page("admin", "render_users").run()
+    create_name = next(t for t in at.text_input if t.label == "User name")
+    create_name.input("frank")
+    next(b for b in at.button if b.label == "Create user").click().run()
+    assert not at.exception
+    shown = at.code[0].value
+    assert app_services.auth.login("frank", shown).user.role == "user"
+
+
+def test_admin_disables_a_user_after_confirming(app_services: Services) -> None:
+    app_services.auth.create_user("bob", "lilac-harbor-93", actor="t")
+    login_as(app_services, "admin")
+    at = page("admin", "render_users").run()
+    at.selectbox(key="admin.manage_user").select("bob").run()
+    next(b for b in at.button if b.label == "Disable account").click().run()
+    assert "Their sessions end at once" in at.warning[0].value
+    assert app_services.auth.get_user("bob").active  # nothing happens before confirming
+    next(b for b in at.button if b.label == "Confirm").click().run()
+    assert "Disabled 'bob'." in at.success[0].value
+    assert not app_services.auth.get_user("bob").active
+
+
+def test_admin_revokes_a_session(app_services: Services) -> None:
+    app_services.auth.create_user("bob", "lilac-harbor-93", actor="t")
+    bob = app_services.auth.login("bob", "lilac-harbor-93")
+    login_as(app_services, "admin")
+    at = page("admin", "render_users").run()
+    at.selectbox(key="admin.session").select(bob.session_id).run()
+    next(b for b in at.button if b.label == "Revoke session").click().run()
+    next(b for b in at.button if b.label == "Confirm").click().run()
+    assert f"Revoked session {bob.session_id}." in at.success[0].value
+    assert app_services.auth.authenticate(bob.token) is None
