@@ -352,3 +352,22 @@ def test_bad_cli_settings_get_a_message_not_a_traceback(
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cookies_are_secure_behind_an_https_proxy(server: Server) -> None:
+    """A TLS-terminating proxy on this machine sets X-Forwarded-Proto; uvicorn trusts loopback.
+    httpx speaks plain HTTP here, so it withholds Secure cookies: the test sends the CSRF cookie
+    itself, as a browser talking HTTPS to the proxy would."""
+    proxied = {"x-forwarded-proto": "https"}
+    with httpx.Client(base_url=server.url, headers=proxied) as client:
+        page = client.get("/login")
+        assert "Secure" in page.headers["set-cookie"]
+        nonce = page.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+        response = client.post(
+            "/login",
+            data={"username": "admin", "password": ADMIN_PASSWORD, "csrf": csrf},
+            headers={"cookie": f"crispml_csrf={nonce}"},
+        )
+        assert response.status_code == 303
+        assert "Secure" in response.headers["set-cookie"]
