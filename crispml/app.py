@@ -50,7 +50,8 @@ def announce_admin_password(settings: Settings, password: str) -> None:
     print(
         f"\n{bar}\n  First start: created the admin account '{settings.admin_username}'.\n"
         f"  Password (shown only this once): {password}\n"
-        f"  Change it with: crispml user passwd {settings.admin_username}\n{bar}\n",
+        f"  Change it on the 'My account' page or with: crispml user passwd "
+        f"{settings.admin_username}\n{bar}\n",
         flush=True,
     )
 

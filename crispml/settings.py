@@ -122,7 +122,9 @@ class Settings(BaseSettings):
         return self.host not in LOOPBACK_HOSTS and not self.uses_tls
 
     def ensure_home(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create HOME private to the server's user (it holds password hashes and the key)."""
+        if not self.home.exists():
+            self.home.mkdir(parents=True, mode=0o700)
         (self.home / "users").mkdir(exist_ok=True)
 
     def load_secret_key(self) -> bytes:

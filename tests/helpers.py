@@ -67,7 +67,7 @@ class Server:
         return env
 
     def start(self, timeout: float = 40) -> Server:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [

@@ -203,6 +203,22 @@ class AuthService:
             self._revoke_user_sessions(s, row.id)
             self._audit.add(s, actor, "user.password", row.username)
 
+    def change_own_password(
+        self, username: str, current: str, new: str, *, keep_session_id: int
+    ) -> None:
+        """A user changes their own password; their other sessions end, this one stays."""
+        with self._db.session() as s:
+            row = self._user_row(s, username)
+            if not passwords.verify_password(row.password_hash, current):
+                raise InvalidInput("The current password is not right.")
+            passwords.check_policy(
+                new, username=row.username, min_length=self.policy.password_min_length
+            )
+            row.password_hash = passwords.hash_password(new)
+            row.password_changed_at = self._clock()
+            self._revoke_user_sessions(s, row.id, except_id=keep_session_id)
+            self._audit.add(s, row.username, "user.password.own", row.username)
+
     def set_active(self, username: str, active: bool, *, actor: str) -> None:
         """Disable (ending every session) or enable an account; the last admin stays enabled."""
         with self._db.session() as s:
@@ -337,10 +353,12 @@ class AuthService:
                 for r, name in s.execute(query)
             ]
 
-    def revoke_session(self, session_id: int, *, actor: str) -> None:
+    def revoke_session(self, session_id: int, *, actor: str, owner: str | None = None) -> None:
+        """End a session; with ``owner``, only if it belongs to that user."""
         with self._db.session() as s:
             row = s.get(LoginSessionRow, session_id)
-            if row is None:
+            user = s.get(UserRow, row.user_id) if row else None
+            if row is None or (owner is not None and (user is None or user.username != owner)):
                 raise NotFound(f"No session {session_id}.")
             if row.revoked_at is None:
                 row.revoked_at = self._clock()
@@ -385,10 +403,14 @@ class AuthService:
         if not others:
             raise Conflict(f"Cannot {verb} '{row.username}': it is the last active admin.")
 
-    def _revoke_user_sessions(self, s: Session, user_id: int) -> None:
+    def _revoke_user_sessions(self, s: Session, user_id: int, except_id: int = 0) -> None:
         s.execute(
             update(LoginSessionRow)
-            .where(LoginSessionRow.user_id == user_id, LoginSessionRow.revoked_at.is_(None))
+            .where(
+                LoginSessionRow.user_id == user_id,
+                LoginSessionRow.revoked_at.is_(None),
+                LoginSessionRow.id != except_id,
+            )
             .values(revoked_at=self._clock())
         )
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from crispml.core.auth import AuthSession
 from crispml.ui import context
-from crispml.ui.views import admin, business
+from crispml.ui.views import account, admin, business
 from crispml.ui.views.upcoming import not_built_page
 from crispml.web.login import logout_token
 
@@ -101,6 +101,7 @@ PAGES: tuple[PageSpec, ...] = (
         ":material/code:",
         "JupyterLab next to your data and models, behind the same login.",
     ),
+    PageSpec("Account", "My account", "account", ":material/manage_accounts:", account.render),
     PageSpec(
         "Admin",
         "Users and sessions",

@@ -190,3 +190,25 @@ def test_ensure_first_admin_generates_a_password_once(db: Database) -> None:
     assert generated and len(generated) >= 16
     assert service.login("root", generated).user.is_admin
     assert service.ensure_first_admin("root", None) is None
+
+
+def test_change_own_password_keeps_this_session_only(auth: AuthService) -> None:
+    here = auth.login("alice", PASSWORD)
+    elsewhere = auth.login("alice", PASSWORD)
+    with pytest.raises(InvalidInput, match="current password is not right"):
+        auth.change_own_password(
+            "alice", "wrong", "new-orchid-771", keep_session_id=here.session_id
+        )
+    with pytest.raises(InvalidInput, match="common"):
+        auth.change_own_password("alice", PASSWORD, "password1", keep_session_id=here.session_id)
+    auth.change_own_password("alice", PASSWORD, "new-orchid-771", keep_session_id=here.session_id)
+    assert auth.authenticate(here.token) is not None
+    assert auth.authenticate(elsewhere.token) is None
+    assert auth.login("alice", "new-orchid-771")
+
+
+def test_users_revoke_only_their_own_sessions(auth: AuthService) -> None:
+    admin = auth.login("admin", PASSWORD)
+    with pytest.raises(NotFound):
+        auth.revoke_session(admin.session_id, actor="alice", owner="alice")
+    assert auth.authenticate(admin.token) is not None

@@ -43,6 +43,8 @@ def test_login_journey(server: Server, new_page) -> None:
         "Jobs",
         "Saved work",
         "Notebook",
+        "Account",
+        "My account",
         "Admin",
         "Users and sessions",
     ]:

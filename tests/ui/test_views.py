@@ -145,3 +145,27 @@ def test_admin_revokes_a_session(app_services: Services) -> None:
     next(b for b in at.button if b.label == "Confirm").click().run()
     assert f"Revoked session {bob.session_id}." in at.success[0].value
     assert app_services.auth.authenticate(bob.token) is None
+
+
+def test_user_changes_their_own_password(app_services: Services) -> None:
+    app_services.auth.create_user("bob", "lilac-harbor-93", actor="t")
+    other = app_services.auth.login("bob", "lilac-harbor-93")
+    login_as(app_services, "bob", "lilac-harbor-93")
+    at = AppTest.from_string(
+        "from crispml.ui import context\nfrom crispml.ui.views import account\n"
+        "context.require_login()\naccount.render()\n",
+        default_timeout=30,
+    ).run()
+    at.text_input[0].input("lilac-harbor-93")
+    at.text_input[1].input("new-orchid-771")
+    at.text_input[2].input("new-orchid-772")
+    at.button[0].click().run()
+    assert "The two new passwords differ." in at.error[0].value
+    at.text_input[0].input("lilac-harbor-93")
+    at.text_input[1].input("new-orchid-771")
+    at.text_input[2].input("new-orchid-771")
+    at.button[0].click().run()
+    assert not at.exception
+    assert "Password changed." in at.success[0].value
+    assert app_services.auth.authenticate(other.token) is None
+    assert app_services.auth.login("bob", "new-orchid-771")

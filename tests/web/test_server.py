@@ -297,6 +297,7 @@ def test_first_start_prints_a_generated_admin_password_once(tmp_path: Path) -> N
         with srv.client() as client:
             assert srv.login(client, "admin", printed.group(1)).status_code == 303
         assert oct((srv.home / "secret_key").stat().st_mode & 0o777) == "0o600"
+        assert oct(srv.home.stat().st_mode & 0o777) == "0o700"
         srv.stop()
         srv.start()
         assert srv.log().count("shown only this once") == 1
