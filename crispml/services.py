@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
-from crispml.core.errors import NotFound
+from crispml.core.errors import Conflict, NotFound
 from crispml.core.projects import ProjectFields, ProjectService
+from crispml.core.saved_work import SavedWorkService
+from crispml.core.workspace import WorkspaceService
 from crispml.settings import Settings, load_settings
 from crispml.store import migrate
 from crispml.store.db import Database
@@ -28,6 +30,8 @@ class Services:
     audit: AuditLog
     auth: AuthService
     projects: ProjectService
+    workspace: WorkspaceService
+    saved_work: SavedWorkService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -52,12 +56,15 @@ def build_services(settings: Settings) -> Services:
         lockout_duration=settings.lockout_duration,
         password_min_length=settings.password_min_length,
     )
+    projects = ProjectService(db, audit)
     return Services(
         settings=settings,
         db=db,
         audit=audit,
         auth=AuthService(db, audit, policy),
-        projects=ProjectService(db, audit),
+        projects=projects,
+        workspace=WorkspaceService(db),
+        saved_work=SavedWorkService(db, audit, {"project": projects.exists}),
         secret_key=settings.load_secret_key(),
     )
 
@@ -80,7 +87,10 @@ def bootstrap(services: Services) -> str | None:
     given = settings.admin_password.get_secret_value() if settings.admin_password else None
     if services.auth.first_admin() is not None:
         return None
-    generated = services.auth.ensure_first_admin(settings.admin_username, given)
+    try:
+        generated = services.auth.ensure_first_admin(settings.admin_username, given)
+    except Conflict:  # another process starting at the same moment created it
+        return None
     if settings.seed_demo_project:
         admin = services.auth.get_user(settings.admin_username)
         services.projects.create(admin.id, DEMO_PROJECT, actor="system")

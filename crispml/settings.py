@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 ENV_PREFIX = "CRISPML_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -88,6 +89,13 @@ class Settings(BaseSettings):
         default="info", description="Log level of the server."
     )
 
+    @field_validator("secret_key", mode="after")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must have at least {MIN_SECRET_BYTES} characters")
+        return value
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -133,13 +141,27 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value().encode()
         self.ensure_home()
         path = self.home / "secret_key"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-        except FileExistsError:
-            return path.read_bytes().strip()
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        return path.read_bytes().strip()
+        if not path.exists():
+            # Written whole to a private temporary file, then linked into place: a process
+            # starting at the same moment sees either no key or the whole key, never an empty one.
+            tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process won the race; use its key
+            finally:
+                tmp.unlink()
+        key = path.read_bytes().strip()
+        if len(key) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"{path} holds fewer than {MIN_SECRET_BYTES} bytes; delete it to make a new key."
+            )
+        return key
 
 
 def _toml_path(init_values: dict[str, Any]) -> Path:

@@ -78,3 +78,26 @@ def test_exposure_warning_condition() -> None:
     assert not Settings(
         host="0.0.0.0", ssl_certfile="c.pem", ssl_keyfile="k.pem"
     ).exposed_without_tls
+
+
+def test_concurrent_first_starts_share_one_whole_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from crispml.settings import Settings;"
+        "print(Settings(home=sys.argv[1]).load_secret_key().decode())"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "h")], stdout=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    keys = {p.communicate(timeout=60)[0].decode().strip() for p in procs}
+    assert len(keys) == 1
+    assert len(keys.pop()) == 64
+    assert [p.name for p in (tmp_path / "h").iterdir() if p.name.startswith(".secret")] == []
+
+
+def test_short_configured_secret_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings(secret_key="too-short")

@@ -14,14 +14,16 @@ Security notes (docs/security.md has the full model):
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import string
+import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Literal, NoReturn
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from crispml.core import passwords
@@ -29,7 +31,8 @@ from crispml.core.audit import AuditLog
 from crispml.core.clock import Clock, utcnow
 from crispml.core.errors import Conflict, InvalidInput, NotFound
 from crispml.store.db import Database
-from crispml.store.tables import LoginSessionRow, LoginThrottleRow, UserRow
+from crispml.store.tables import LoginSessionRow, LoginThrottleRow, UserRow, UTCDateTime
+from crispml.store.upsert import upsert
 
 Role = Literal["admin", "user"]
 ROLES: tuple[Role, ...] = ("admin", "user")
@@ -138,6 +141,7 @@ class AuthService:
         self._audit = audit
         self.policy = policy or AuthPolicy()
         self._clock = clock
+        self._verify_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
     # Users -------------------------------------------------------------------------------------
 
@@ -207,10 +211,20 @@ class AuthService:
         self, username: str, current: str, new: str, *, keep_session_id: int
     ) -> None:
         """A user changes their own password; their other sessions end, this one stays."""
+        name = normalize_username(username)
+        try:
+            failures = self._begin_attempt(name, current)
+            with self._db.session() as s:
+                stored = self._user_row(s, name).password_hash
+            if not self._verify(stored, current):
+                self._fail_attempt(name, failures, "")
+        except LoginFailed as exc:
+            message = str(exc)
+            wrong = "The current password is not right."
+            raise InvalidInput(wrong if message == INVALID_LOGIN else message) from None
         with self._db.session() as s:
-            row = self._user_row(s, username)
-            if not passwords.verify_password(row.password_hash, current):
-                raise InvalidInput("The current password is not right.")
+            row = self._user_row(s, name)
+            s.execute(delete(LoginThrottleRow).where(LoginThrottleRow.username == name))
             passwords.check_policy(
                 new, username=row.username, min_length=self.policy.password_min_length
             )
@@ -244,48 +258,44 @@ class AuthService:
     def login(
         self, username: str, password: str, *, ip: str = "", user_agent: str = ""
     ) -> NewSession:
-        """Check credentials and open a session, or raise LoginFailed with the page's message."""
-        name = normalize_username(username)[:255]
+        """Check credentials and open a session, or raise LoginFailed with the page's message.
+
+        The attempt is counted before the password is checked, in one atomic statement, so
+        parallel guesses cannot slip past the lockout.
+        """
+        name = normalize_username(username)
+        if not USERNAME_RE.fullmatch(name):  # can never be an account: no database work
+            self._verify(None, password)
+            raise LoginFailed(INVALID_LOGIN)
+        failures = self._begin_attempt(name, password)
+        with self._db.session() as s:
+            row = s.scalar(select(UserRow).where(UserRow.username == name))
+            password_hash = row.password_hash if row else None
+        if not self._verify(password_hash, password) or row is None:
+            self._fail_attempt(name, failures, ip)
+        if not row.active:
+            self._audit.record(name, "login.disabled", detail=f"ip={ip}")
+            raise LoginFailed("This account is disabled. Ask an administrator.")
         now = self._clock()
         with self._db.session() as s:
-            throttle = s.get(LoginThrottleRow, name)
-            if throttle and throttle.locked_until and throttle.locked_until > now:
-                passwords.verify_password(None, password)  # the same work as a real attempt
-                raise LoginFailed(
-                    self._locked_message(throttle.locked_until), throttle.locked_until
-                )
-            row = s.scalar(select(UserRow).where(UserRow.username == name))
-            ok = passwords.verify_password(row.password_hash if row else None, password)
-            if not ok or row is None:
-                locked_until = self._record_failure(s, name, throttle, now)
-                self._audit.add(s, name, "login.failed", detail=f"ip={ip}")
-                failure = LoginFailed(
-                    self._locked_message(locked_until) if locked_until else INVALID_LOGIN,
-                    locked_until,
-                )
-            elif not row.active:
-                self._audit.add(s, name, "login.disabled", detail=f"ip={ip}")
-                failure = LoginFailed("This account is disabled. Ask an administrator.")
-            else:
-                if throttle is not None:
-                    s.delete(throttle)
-                if passwords.needs_rehash(row.password_hash):
-                    row.password_hash = passwords.hash_password(password)
-                token = secrets.token_urlsafe(32)
-                session_row = LoginSessionRow(
-                    token_hash=hash_token(token),
-                    user_id=row.id,
-                    created_at=now,
-                    last_seen_at=now,
-                    expires_at=now + self.policy.session_lifetime,
-                    ip=ip[:64],
-                    user_agent=user_agent[:255],
-                )
-                s.add(session_row)
-                self._audit.add(s, name, "login", detail=f"ip={ip}")
-                s.flush()
-                return NewSession(token, session_row.id, _to_user(row))
-        raise failure  # raised after the commit, so the failure count is kept
+            s.execute(delete(LoginThrottleRow).where(LoginThrottleRow.username == name))
+            user_row = s.get(UserRow, row.id)
+            if user_row is not None and passwords.needs_rehash(user_row.password_hash):
+                user_row.password_hash = passwords.hash_password(password)
+            token = secrets.token_urlsafe(32)
+            session_row = LoginSessionRow(
+                token_hash=hash_token(token),
+                user_id=row.id,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + self.policy.session_lifetime,
+                ip=ip[:64],
+                user_agent=user_agent[:255],
+            )
+            s.add(session_row)
+            self._audit.add(s, name, "login", detail=f"ip={ip}")
+            s.flush()
+            return NewSession(token, session_row.id, _to_user(row))
 
     def authenticate(self, token: str | None) -> AuthSession | None:
         """The session behind a cookie token, or None if it is unknown, ended or expired."""
@@ -414,18 +424,78 @@ class AuthService:
             .values(revoked_at=self._clock())
         )
 
-    def _record_failure(
-        self, s: Session, name: str, throttle: LoginThrottleRow | None, now: datetime
-    ) -> datetime | None:
-        if throttle is None:
-            throttle = LoginThrottleRow(username=name, failures=0, window_start=now)
-            s.add(throttle)
-        if now - throttle.window_start > self.policy.lockout_window:
-            throttle.failures, throttle.window_start, throttle.locked_until = 0, now, None
-        throttle.failures += 1
-        if throttle.failures >= self.policy.lockout_threshold:
-            throttle.locked_until = now + self.policy.lockout_duration
-        return throttle.locked_until
+    def _verify(self, password_hash: str | None, password: str) -> bool:
+        """Argon2id verification, at most a few at once: each costs 64 MiB and a core."""
+        with self._verify_slots:
+            return passwords.verify_password(password_hash, password)
+
+    def _begin_attempt(self, name: str, password: str) -> int:
+        """Count an attempt for ``name`` atomically and return the count in the window.
+
+        Refuses (LoginFailed) while the name is locked out, or when attempts already in flight
+        have used up the allowance.
+        """
+        now = self._clock()
+        table = LoginThrottleRow.__table__
+        reset = or_(
+            table.c.window_start <= now - self.policy.lockout_window,
+            and_(table.c.locked_until.is_not(None), table.c.locked_until <= now),
+        )
+        with self._db.session() as s:
+            ((failures, locked_until),) = upsert(
+                s,
+                table,
+                [{"username": name, "failures": 1, "window_start": now, "locked_until": None}],
+                keys=["username"],
+                update={
+                    "failures": case((reset, 1), else_=table.c.failures + 1),
+                    "window_start": case(
+                        (reset, literal(now, UTCDateTime())), else_=table.c.window_start
+                    ),
+                    "locked_until": case((reset, None), else_=table.c.locked_until),
+                },
+                returning=["failures", "locked_until"],
+            )
+            if locked_until is None and failures > self.policy.lockout_threshold:
+                locked_until = now + self.policy.lockout_duration
+                s.execute(
+                    update(LoginThrottleRow)
+                    .where(LoginThrottleRow.username == name)
+                    .values(locked_until=locked_until)
+                )
+        if locked_until is not None:
+            if locked_until.tzinfo is None:  # RETURNING bypasses the UTC column type
+                locked_until = locked_until.replace(tzinfo=UTC)
+            self._verify(None, password)  # the same work as a real attempt
+            raise LoginFailed(self._locked_message(locked_until), locked_until)
+        return int(failures)
+
+    def _fail_attempt(self, name: str, failures: int, ip: str) -> NoReturn:
+        """The attempt counted by _begin_attempt failed: lock the name if it was the last one."""
+        now = self._clock()
+        locked_until = None
+        with self._db.session() as s:
+            if failures >= self.policy.lockout_threshold:
+                locked_until = now + self.policy.lockout_duration
+                s.execute(
+                    update(LoginThrottleRow)
+                    .where(LoginThrottleRow.username == name)
+                    .values(locked_until=locked_until)
+                )
+            # Forget names whose window has passed, so made-up names cannot fill the table.
+            s.execute(
+                delete(LoginThrottleRow).where(
+                    LoginThrottleRow.window_start < now - self.policy.lockout_window,
+                    or_(
+                        LoginThrottleRow.locked_until.is_(None),
+                        LoginThrottleRow.locked_until < now,
+                    ),
+                )
+            )
+            self._audit.add(s, name, "login.failed", detail=f"ip={ip}")
+        if locked_until is not None:
+            raise LoginFailed(self._locked_message(locked_until), locked_until)
+        raise LoginFailed(INVALID_LOGIN)
 
     def _locked_message(self, until: datetime) -> str:
         minutes = max(1, round((until - self._clock()).total_seconds() / 60))

@@ -86,6 +86,14 @@ class ProjectService:
         with self._db.session() as s:
             return _to_project(self._row(s, owner_id, project_id))
 
+    def exists(self, owner_id: int, project_id: str, _label: str = "") -> bool:
+        """Whether the owner still has this project (a saved-work check; renames are fine)."""
+        if not project_id.isdigit():
+            return False
+        with self._db.session() as s:
+            row = s.get(ProjectRow, int(project_id))
+            return row is not None and row.owner_id == owner_id
+
     def create(self, owner_id: int, fields: ProjectFields, *, actor: str) -> Project:
         clean = fields.validated()
         now = self._clock()

@@ -115,3 +115,53 @@ class AuditEventRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(1024), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class WorkspaceRow(Base):
+    """One per user: the revision counter every autosave bumps, and which tab wrote last."""
+
+    __tablename__ = "workspaces"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    schema_version: Mapped[int] = mapped_column(Integer, default=1)
+    writer: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WorkspaceValueRow(Base):
+    """One workspace value (a JSON document) per user, scope and key.
+
+    Scope "" holds user-level values (current page, current project); "p<id>" a project's values.
+    One row per key lets two tabs that change different values merge instead of overwriting.
+    """
+
+    __tablename__ = "workspace_values"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SavedWorkRow(Base):
+    __tablename__ = "saved_work"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_saved_work_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="SET NULL"), nullable=True
+    )
+    project_name: Mapped[str] = mapped_column(String(120), default="")
+    document: Mapped[str] = mapped_column(Text)  # JSON: schema, page, values, refs
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

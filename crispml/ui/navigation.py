@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import streamlit as st
 
 from crispml.core.auth import AuthSession
-from crispml.ui import context
-from crispml.ui.views import account, admin, business
+from crispml.ui import context, workspace
+from crispml.ui.views import account, admin, business, saved_work
 from crispml.ui.views.upcoming import not_built_page
 from crispml.web.login import logout_token
 
@@ -87,13 +87,7 @@ PAGES: tuple[PageSpec, ...] = (
         ":material/memory:",
         "Watch and stop long-running jobs in the process table.",
     ),
-    _upcoming(
-        "Workspace",
-        "Saved work",
-        "saved-work",
-        ":material/bookmark:",
-        "Save your workspace under a name and load it later.",
-    ),
+    PageSpec("Workspace", "Saved work", "saved-work", ":material/bookmark:", saved_work.render),
     _upcoming(
         "Workspace",
         "Notebook",
@@ -137,6 +131,20 @@ def pages_for(auth: AuthSession) -> dict[str, list[st.Page]]:
     return sections
 
 
+def return_to_last_page(pages: dict[str, list[st.Page]], current: st.Page) -> None:
+    """On a new browser session opened at the app's root, go back to the page last used."""
+    from urllib.parse import urlsplit
+
+    last = st.session_state.get(workspace.PAGE_KEY)
+    url = st.context.url or ""
+    if not last or last == current.url_path or urlsplit(url).path.strip("/"):
+        return
+    for section in pages.values():
+        for page in section:
+            if page.url_path == last:
+                st.switch_page(page)
+
+
 def sidebar(auth: AuthSession) -> None:
     token = context.session_token() or ""
     link = logout_token(context.services().secret_key, token)
@@ -145,3 +153,4 @@ def sidebar(auth: AuthSession) -> None:
             f":material/account_circle: Signed in as **{auth.user.username}** ({auth.user.role})"
         )
         st.html(f'<a class="crispml-logout" href="/logout?t={link}" target="_self">Log out</a>')
+        workspace.changed_elsewhere_notice(auth.user.id)

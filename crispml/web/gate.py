@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from http.cookies import SimpleCookie
 from urllib.parse import quote
 
 import anyio.to_thread
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crispml.core.auth import SESSION_COOKIE, AuthSession
@@ -35,16 +35,10 @@ def header(scope: Scope, name: bytes) -> str:
 
 
 def cookie(scope: Scope, name: str) -> str | None:
+    """One cookie, parsed leniently as browsers send them (and as Starlette's routes read them):
+    another site's odd cookie on the same host must not hide ours."""
     raw = header(scope, b"cookie")
-    if not raw:
-        return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except Exception:  # a malformed Cookie header is treated as no cookie
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel else None
+    return cookie_parser(raw).get(name) if raw else None
 
 
 def clear_cookie_header(name: str) -> tuple[bytes, bytes]:

@@ -212,3 +212,61 @@ def test_users_revoke_only_their_own_sessions(auth: AuthService) -> None:
     with pytest.raises(NotFound):
         auth.revoke_session(admin.session_id, actor="alice", owner="alice")
     assert auth.authenticate(admin.token) is not None
+
+
+def test_parallel_guesses_cannot_slip_past_the_lockout(auth: AuthService) -> None:
+    """Twelve wrong guesses at once (the reviewer's attack): the account ends up locked and
+    even the right password is refused; none of the attempts errors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guess(_: int) -> str:
+        try:
+            auth.login("alice", "wrong-password")
+        except LoginFailed as exc:
+            return str(exc)
+        return "logged in"
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(guess, range(12)))
+    assert all(a == INVALID_LOGIN or a.startswith("Too many failed attempts") for a in answers)
+    assert sum(a == INVALID_LOGIN for a in answers) <= 4
+    with pytest.raises(LoginFailed, match="Too many failed attempts"):
+        auth.login("alice", PASSWORD)
+
+
+@pytest.mark.parametrize("name", ["admin\x00", "ad min", "a" * 300, "ädmin", ""])
+def test_names_that_cannot_exist_get_the_usual_message(auth: AuthService, name: str) -> None:
+    with pytest.raises(LoginFailed) as refused:
+        auth.login(name, PASSWORD)
+    assert str(refused.value) == INVALID_LOGIN
+
+
+def test_guessing_the_current_password_locks_out_too(auth: AuthService) -> None:
+    here = auth.login("alice", PASSWORD)
+    for _ in range(4):
+        with pytest.raises(InvalidInput, match="current password is not right"):
+            auth.change_own_password(
+                "alice", "guess", "new-orchid-771", keep_session_id=here.session_id
+            )
+    with pytest.raises(InvalidInput, match="Too many failed attempts"):
+        auth.change_own_password(
+            "alice", "guess", "new-orchid-771", keep_session_id=here.session_id
+        )
+    with pytest.raises(InvalidInput, match="Too many failed attempts"):
+        auth.change_own_password(
+            "alice", PASSWORD, "new-orchid-771", keep_session_id=here.session_id
+        )
+
+
+def test_expired_failure_records_are_forgotten(
+    auth: AuthService, db: Database, clock: FakeClock
+) -> None:
+    for n in range(3):
+        with pytest.raises(LoginFailed):
+            auth.login(f"made-up-{n}", "wrong-password")
+    clock.advance(minutes=16)
+    with pytest.raises(LoginFailed):
+        auth.login("another-one", "wrong-password")
+    with db.engine.connect() as conn:
+        names = [r[0] for r in conn.execute(text("SELECT username FROM login_throttle"))]
+    assert names == ["another-one"]

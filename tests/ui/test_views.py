@@ -59,25 +59,28 @@ def test_no_session_stops_the_page(app_services: Services) -> None:
     assert not at.title
 
 
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
 def test_create_switch_and_edit_projects(app_services: Services) -> None:
     login_as(app_services, "admin")
+    admin = app_services.auth.first_admin()
     at = page("business").run()
-    # The last form on the page is "New project".
-    at.text_input[-1].input("Churn")
-    at.text_area[-3].input("Keep customers")
-    at.button[-1].click().run()
+    at.text_input(key="wsu.business.new.name").input("Churn")
+    at.text_area(key="wsu.business.new.goal").input("Keep customers")
+    button(at, "Create project").click().run()
     assert not at.exception
     assert "Created project 'Churn'." in at.success[0].value
-    assert at.selectbox[0].value == next(
-        p.id
-        for p in app_services.projects.list(app_services.auth.first_admin().id)
-        if p.name == "Churn"
-    )
-    # Same name again: a readable error, nothing created.
-    at.text_input[-1].input("Churn")
-    at.button[-1].click().run()
+    churn = next(p for p in app_services.projects.list(admin.id) if p.name == "Churn")
+    assert at.selectbox(key="wsu.project").value == churn.id
+    assert at.text_input(key="wsu.business.new.name").value == ""  # the draft is cleared
+    # Same name again: a readable error, nothing created, the draft kept.
+    at.text_input(key="wsu.business.new.name").input("Churn")
+    button(at, "Create project").click().run()
     assert "already have a project named 'Churn'" in at.error[0].value
-    names = [p.name for p in app_services.projects.list(app_services.auth.first_admin().id)]
+    assert at.text_input(key="wsu.business.new.name").value == "Churn"
+    names = [p.name for p in app_services.projects.list(admin.id)]
     assert sorted(names) == ["Churn", "Iris species"]
 
 
@@ -85,10 +88,17 @@ def test_edit_the_current_project(app_services: Services) -> None:
     login_as(app_services, "admin")
     admin = app_services.auth.first_admin()
     at = page("business").run()
-    at.text_input[0].input("Iris, renamed")  # the edit form comes first
-    at.button[0].click().run()  # "Save changes" of the edit form
+    assert button(at, "Save changes").disabled  # nothing edited yet
+    at.text_input(key="ws.business.edit.name").input("Iris, renamed").run()
+    assert any("Unsaved edits" in c.value for c in at.caption)
+    button(at, "Save changes").click().run()
     assert "Saved project 'Iris, renamed'." in at.success[0].value
     assert [p.name for p in app_services.projects.list(admin.id)] == ["Iris, renamed"]
+    at.text_area(key="ws.business.edit.goal").input("something else").run()
+    button(at, "Discard edits").click().run()
+    assert at.text_area(key="ws.business.edit.goal").value == (
+        app_services.projects.list(admin.id)[0].goal
+    )
 
 
 def test_users_only_see_their_own_projects(app_services: Services) -> None:

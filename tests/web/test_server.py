@@ -372,3 +372,31 @@ def test_cookies_are_secure_behind_an_https_proxy(server: Server) -> None:
         )
         assert response.status_code == 303
         assert "Secure" in response.headers["set-cookie"]
+
+
+def test_an_odd_cookie_from_another_app_does_not_hide_the_session(server: Server) -> None:
+    """Cookies ignore ports: another app on this host may set one that strict parsers reject."""
+    with server.client() as client:
+        server.login(client)
+        token = client.cookies[SESSION_COOKIE]
+    header = f'prefs={{"a":1,"b":2}}; {SESSION_COOKIE}={token}'
+    with httpx.Client(base_url=server.url) as client:
+        page = client.get("/", headers={"accept": "text/html", "cookie": header})
+        assert page.status_code == 200
+    url = server.url.replace("http", "ws") + "/_stcore/stream"
+    assert not ws_refused(url, header)
+
+
+def test_parallel_wrong_logins_get_answers_not_errors(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(_: int) -> int:
+        with server.client() as client:
+            return server.login(client, "parallel-nobody", "wrong-password").status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(attempt, range(16)))
+    assert set(statuses) <= {401, 429}
+    assert 429 in statuses
+    with server.client() as client:
+        assert client.get("/healthz").status_code == 200

@@ -53,7 +53,7 @@ def render() -> None:
             for s in sessions
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     others = [s for s in sessions if s.id != current_id]
     if others and st.button(f"Log out my {len(others)} other session(s)"):

@@ -98,7 +98,7 @@ def _sessions(actor: str) -> None:
         }
         for s in sessions
     ]
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.dataframe(rows, hide_index=True, width="stretch")
     ids = [s.id for s in sessions]
     labels = {s.id: f"{s.id} · {s.username} · {s.ip or 'unknown IP'}" for s in sessions}
     chosen = st.selectbox("Session", ids, format_func=labels.__getitem__, key="admin.session")
@@ -131,7 +131,7 @@ def render_users() -> None:
             for u in users
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     manage, create, sessions = st.tabs(["Manage a user", "Create a user", "Sessions"])
     with manage:
@@ -162,5 +162,5 @@ def render_audit() -> None:
             for e in events
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )

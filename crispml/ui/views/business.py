@@ -1,4 +1,8 @@
-"""Business understanding: the user's projects (name, goal, success criteria, notes)."""
+"""Business understanding: the user's projects (name, goal, success criteria, notes).
+
+The current project and every draft (a new project's fields, unsaved edits) live in the
+workspace, so they survive a refresh, a restart and a change of browser.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +11,75 @@ import streamlit as st
 from crispml.core.errors import CrispmlError
 from crispml.core.projects import Project, ProjectFields
 from crispml.ui import context
+from crispml.ui import workspace as ws
 from crispml.ui.widgets import feedback
 from crispml.ui.widgets.confirm import confirm_button
 
-CURRENT_KEY = "crispml.current_project_id"
 DESCRIPTION = (
     "What does the business need? Define the project: its goal, how success is measured, "
     "and what you know so far."
 )
+FIELDS = ("name", "goal", "success_criteria", "notes")
+NEW = {f: ws.user_key(f"business.new.{f}") for f in FIELDS}
+EDIT = {f: ws.key(f"business.edit.{f}") for f in FIELDS}
 
 
 def current_project(projects: list[Project]) -> Project | None:
-    """The project chosen in this session, else the most recently updated one."""
-    chosen = st.session_state.get(CURRENT_KEY)
+    """The workspace's current project; a stale or missing choice falls back to the newest."""
+    chosen = st.session_state.get(ws.PROJECT_KEY)
     for project in projects:
         if project.id == chosen:
             return project
-    return projects[0] if projects else None
-
-
-def _fields_form(key: str, project: Project | None, submit_label: str) -> ProjectFields | None:
-    with st.form(key, clear_on_submit=project is None):
-        name = st.text_input("Name", value=project.name if project else "", max_chars=120)
-        goal = st.text_area(
-            "Goal",
-            value=project.goal if project else "",
-            placeholder="What should the model make possible?",
-        )
-        criteria = st.text_area(
-            "Success criteria",
-            value=project.success_criteria if project else "",
-            placeholder="e.g. accuracy of at least 0.9 on held-out data",
-        )
-        notes = st.text_area("Notes", value=project.notes if project else "", height=120)
-        if st.form_submit_button(submit_label, type="primary"):
-            return ProjectFields(name, goal, criteria, notes)
+    if projects:
+        st.session_state[ws.PROJECT_KEY] = projects[0].id
+        return projects[0]
     return None
+
+
+def _fields(keys: dict[str, str]) -> ProjectFields:
+    return ProjectFields(*(str(st.session_state.get(keys[f], "")) for f in FIELDS))
+
+
+def _inputs(keys: dict[str, str]) -> None:
+    st.text_input("Name", key=keys["name"], max_chars=120)
+    st.text_area("Goal", key=keys["goal"], placeholder="What should the model make possible?")
+    st.text_area(
+        "Success criteria",
+        key=keys["success_criteria"],
+        placeholder="e.g. accuracy of at least 0.9 on held-out data",
+    )
+    st.text_area("Notes", key=keys["notes"], height=120)
+
+
+def _reset_edits(project: Project) -> None:
+    for field in FIELDS:
+        st.session_state[EDIT[field]] = getattr(project, field)
+
+
+def _create() -> None:
+    user = context.current_user()
+    try:
+        created = context.services().projects.create(user.id, _fields(NEW), actor=user.username)
+    except CrispmlError as exc:
+        feedback.queue_error(exc)
+        return
+    for key in NEW.values():
+        st.session_state[key] = ""
+    st.session_state[ws.PROJECT_KEY] = created.id
+    feedback.queue(f"Created project '{created.name}'.")
+
+
+def _save(project: Project) -> None:
+    user = context.current_user()
+    try:
+        updated = context.services().projects.update(
+            user.id, project.id, _fields(EDIT), actor=user.username
+        )
+    except CrispmlError as exc:
+        feedback.queue_error(exc)
+        return
+    _reset_edits(updated)
+    feedback.queue(f"Saved project '{updated.name}'.")
 
 
 def render() -> None:
@@ -57,16 +94,10 @@ def render() -> None:
     if current is None:
         st.info("You have no projects yet. Create your first one below.", icon=":material/info:")
     else:
-        ids = [p.id for p in projects]
         names = {p.id: p.name for p in projects}
-        chosen = st.selectbox(
-            "Current project", ids, index=ids.index(current.id), format_func=names.__getitem__
+        st.selectbox(
+            "Current project", list(names), format_func=names.__getitem__, key=ws.PROJECT_KEY
         )
-        if chosen != current.id:
-            st.session_state[CURRENT_KEY] = chosen
-            st.rerun()
-        st.session_state[CURRENT_KEY] = current.id
-
         overview, edit = st.tabs(["Overview", "Edit"])
         with overview:
             st.subheader(current.name)
@@ -79,21 +110,27 @@ def render() -> None:
                 f"updated {current.updated_at:%Y-%m-%d %H:%M} UTC"
             )
         with edit:
-            fields = _fields_form(f"edit-project-{current.id}", current, "Save changes")
-            if fields is not None:
-                try:
-                    projects_service.update(user.id, current.id, fields, actor=user.username)
-                except CrispmlError as exc:
-                    feedback.error(exc)
-                else:
-                    feedback.done(f"Saved project '{fields.name.strip()}'.")
+            for field in FIELDS:
+                ws.default(EDIT[field], getattr(current, field))
+            _inputs(EDIT)
+            edited = _fields(EDIT) != ProjectFields(
+                current.name, current.goal, current.success_criteria, current.notes
+            )
+            if edited:
+                st.caption(":material/edit_note: Unsaved edits (kept in your workspace).")
+            save, discard = st.columns(2)
+            save.button(
+                "Save changes", type="primary", on_click=_save, args=(current,), disabled=not edited
+            )
+            discard.button(
+                "Discard edits", on_click=_reset_edits, args=(current,), disabled=not edited
+            )
             if confirm_button(
                 "Delete project",
                 key=f"delete-project-{current.id}",
                 message=f"Delete the project '{current.name}'? This cannot be undone.",
             ):
                 projects_service.delete(user.id, current.id, actor=user.username)
-                st.session_state.pop(CURRENT_KEY, None)
                 feedback.done(f"Deleted project '{current.name}'.")
 
         st.subheader("All projects")
@@ -107,16 +144,9 @@ def render() -> None:
                 for p in projects
             ],
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
         )
 
     with st.expander("New project", expanded=current is None, icon=":material/add:"):
-        fields = _fields_form("new-project", None, "Create project")
-        if fields is not None:
-            try:
-                created = projects_service.create(user.id, fields, actor=user.username)
-            except CrispmlError as exc:
-                feedback.error(exc)
-            else:
-                st.session_state[CURRENT_KEY] = created.id
-                feedback.done(f"Created project '{created.name}'.")
+        _inputs(NEW)
+        st.button("Create project", type="primary", on_click=_create)

@@ -9,19 +9,39 @@ from crispml.core.errors import CrispmlError
 _FLASH_KEY = "_crispml.flash"
 
 
+def queue(message: str) -> None:
+    """Queue a success message for the next run (from a widget callback, which reruns anyway)."""
+    st.session_state[_FLASH_KEY] = message
+
+
 def done(message: str) -> None:
     """Queue a success message for the next run, then rerun the page."""
-    st.session_state[_FLASH_KEY] = message
+    queue(message)
     st.rerun()
 
 
 def show_pending() -> None:
-    """Show a queued success message (call once, near the top of every page)."""
+    """Show a queued success or error message (call once, near the top of every page)."""
+    show_queued_error()
     message = st.session_state.pop(_FLASH_KEY, None)
     if message:
         st.toast(message, icon=":material/check_circle:")
         st.success(message, icon=":material/check_circle:")
 
 
+_ERROR_KEY = "_crispml.error"
+
+
+def queue_error(exc: CrispmlError | str) -> None:
+    """Queue an error for this run's page (from a widget callback)."""
+    st.session_state[_ERROR_KEY] = str(exc)
+
+
 def error(exc: CrispmlError | str) -> None:
     st.error(str(exc), icon=":material/error:")
+
+
+def show_queued_error() -> None:
+    message = st.session_state.pop(_ERROR_KEY, None)
+    if message:
+        error(message)

@@ -1,0 +1,232 @@
+"""Bind widgets to the autosaved workspace: one key helper, no save code per widget.
+
+In a page::
+
+    from crispml.ui import workspace as ws
+
+    ws.default(ws.key("modeling.trees"), 100)          # a default, given once
+    st.slider("Trees", 10, 500, key=ws.key("modeling.trees"))
+    st.selectbox("Algorithm", ALGORITHMS, key=ws.key("modeling.algorithm"))
+
+Every session-state key made by ``ws.key`` (kept per project) or ``ws.user_key`` (kept per user,
+across projects) is restored before the first widget renders, and saved at the end of every run in
+which it changed: at most one write per run, none when nothing changed. Give defaults with
+``ws.default`` rather than the widget's ``value=`` (Streamlit warns when both are set). Buttons,
+file uploaders and forms' submit buttons cannot be bound. A page must accept a restored value
+that no longer fits (an option that is gone): check it before creating the widget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import streamlit as st
+
+from crispml.core.saved_work import ArtifactRef, LoadResult, Snapshot
+from crispml.core.workspace import USER_SCOPE, Unencodable, decode, encode, project_scope
+from crispml.ui import context
+
+PROJECT_PREFIX = "ws."
+USER_PREFIX = "wsu."
+PAGE_KEY = USER_PREFIX + "page"
+PROJECT_KEY = USER_PREFIX + "project"
+ORIGIN_KEY = USER_PREFIX + "saved_origin"  # the saved work last loaded or saved, and its digest
+POLL = timedelta(seconds=5)
+
+_TAB = "_crispml.ws.tab"
+_REVISION = "_crispml.ws.revision"
+_BASELINE = "_crispml.ws.baseline"
+_SCOPE = "_crispml.ws.scope"
+_STALE = "_crispml.ws.stale"
+_RELOAD = "_crispml.ws.reload"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,150}$")
+
+
+def key(name: str) -> str:
+    """A session-state key whose value is kept in the current project's workspace."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"workspace key names use letters, digits, '.', '_', '-': {name!r}")
+    return PROJECT_PREFIX + name
+
+
+def user_key(name: str) -> str:
+    """A session-state key whose value is kept for the user, whatever the project."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"workspace key names use letters, digits, '.', '_', '-': {name!r}")
+    return USER_PREFIX + name
+
+
+def default(state_key: str, value: Any) -> None:
+    """Give a bound key its default, unless the workspace already has a value."""
+    st.session_state.setdefault(state_key, value)
+
+
+def _bound(k: object) -> bool:
+    return isinstance(k, str) and k.startswith((PROJECT_PREFIX, USER_PREFIX))
+
+
+def _scope_of(k: str) -> str:
+    return USER_SCOPE if k.startswith(USER_PREFIX) else st.session_state[_SCOPE]
+
+
+def _apply(values: dict[str, str]) -> None:
+    for k, text in values.items():
+        st.session_state[k] = decode(text)
+
+
+def restore(user_id: int) -> bool:
+    """Put the workspace into session state; True on the first run of a browser session."""
+    state = st.session_state
+    service = context.services().workspace
+    state.setdefault(_TAB, secrets.token_hex(8))
+    first = _REVISION not in state
+    if first or state.pop(_RELOAD, False):
+        for k in [k for k in state if _bound(k)]:
+            del state[k]
+        user = service.load(user_id, (USER_SCOPE,))
+        project = decode(user.values[PROJECT_KEY]) if PROJECT_KEY in user.values else None
+        scope = project_scope(project if isinstance(project, int) else None)
+        values = {**user.values, **service.load(user_id, (scope,)).values}
+        _apply(values)
+        state[_BASELINE], state[_REVISION], state[_SCOPE] = values, user.revision, scope
+        state[_STALE] = False
+        return first
+    wanted = project_scope(state.get(PROJECT_KEY))
+    baseline: dict[str, str] = state[_BASELINE]
+    if wanted != state[_SCOPE]:
+        # The project changed: its predecessor's values were saved at the end of the last run.
+        for k in [k for k in state if isinstance(k, str) and k.startswith(PROJECT_PREFIX)]:
+            del state[k]
+        for k in [k for k in baseline if k.startswith(PROJECT_PREFIX)]:
+            del baseline[k]
+        loaded = service.load(user_id, (wanted,)).values
+        baseline.update(loaded)
+        _apply(loaded)
+        state[_SCOPE] = wanted
+        return False
+    # Streamlit drops a widget's key when the widget is not rendered (another page): put it back.
+    for k, text in baseline.items():
+        if k not in state:
+            state[k] = decode(text)
+    return False
+
+
+def current_values(prefix: str = PROJECT_PREFIX) -> dict[str, str]:
+    """Encoded values of this session's bound keys (those that can be kept)."""
+    values = {}
+    for k in list(st.session_state.keys()):
+        if isinstance(k, str) and k.startswith(prefix):
+            try:
+                values[k] = encode(st.session_state[k])
+            except Unencodable:
+                continue
+    return values
+
+
+def autosave(user_id: int) -> None:
+    """Save what changed in this run, in one write; nothing when nothing changed."""
+    state = st.session_state
+    if _REVISION not in state:
+        return
+    baseline: dict[str, str] = state[_BASELINE]
+    changes: dict[str, dict[str, str]] = {}
+    for k, text in {**current_values(USER_PREFIX), **current_values(PROJECT_PREFIX)}.items():
+        if baseline.get(k) != text:
+            changes.setdefault(_scope_of(k), {})[k] = text
+    if not changes:
+        return
+    saved = context.services().workspace.save(
+        user_id, changes, writer=state[_TAB], known_revision=state[_REVISION]
+    )
+    for values in changes.values():
+        baseline.update(values)
+    state[_REVISION] = saved.revision
+    if saved.others_wrote:
+        state[_STALE] = True
+
+
+def request_reload() -> None:
+    st.session_state[_RELOAD] = True
+
+
+def start_fresh(user_id: int) -> None:
+    """Clear the whole workspace (every project's values, current page and project)."""
+    context.services().workspace.clear(user_id, writer=st.session_state.get(_TAB, ""))
+    request_reload()
+
+
+@st.fragment(run_every=POLL)
+def changed_elsewhere_notice(user_id: int) -> None:
+    """A notice, polled without rerunning the page, when another tab or browser saved."""
+    state = st.session_state
+    revision, writer = context.services().workspace.revision(user_id)
+    known = state.get(_REVISION, revision)
+    if state.get(_STALE) or (revision > known and writer != state.get(_TAB)):
+        st.warning("Your workspace changed in another tab or browser.", icon=":material/sync:")
+        if st.button("Reload workspace", key="_crispml.ws.reload_button"):
+            request_reload()
+            st.rerun(scope="app")
+
+
+# Saved work ----------------------------------------------------------------------------------
+
+
+def digest(values: dict[str, str]) -> str:
+    return hashlib.sha256(repr(sorted(values.items())).encode()).hexdigest()[:16]
+
+
+def snapshot(project_id: int | None, project_name: str) -> Snapshot:
+    refs = (ArtifactRef("project", str(project_id), project_name),) if project_id else ()
+    return Snapshot(
+        page=str(st.session_state.get(PAGE_KEY, "")),
+        values=current_values(PROJECT_PREFIX),
+        refs=refs,
+        project_id=project_id,
+        project_name=project_name,
+    )
+
+
+def has_unsaved_changes() -> bool:
+    """True when the project's values differ from the saved work last loaded or saved here."""
+    values = current_values(PROJECT_PREFIX)
+    origin = st.session_state.get(ORIGIN_KEY)
+    if not isinstance(origin, dict):
+        return bool(values)
+    return origin.get("digest") != digest(values)
+
+
+def mark_origin(work_id: int, values: dict[str, str]) -> None:
+    st.session_state[ORIGIN_KEY] = {"id": work_id, "digest": digest(values)}
+
+
+def load_saved(user_id: int, work_id: int, result: LoadResult, fallback_project: int | None) -> str:
+    """Replace the workspace of the saved work's project (or the current one, if it is gone).
+
+    Returns the page to show. One write: the project's values, the project and the page.
+    """
+    snap = result.snapshot
+    exists = snap.project_id is not None and not any(
+        m.startswith("project ") for m in result.missing
+    )
+    project = snap.project_id if exists else fallback_project
+    scope = project_scope(project)
+    state = st.session_state
+    user_values = {
+        PROJECT_KEY: encode(project),
+        PAGE_KEY: encode(snap.page),
+        ORIGIN_KEY: encode({"id": work_id, "digest": digest(snap.values)}),
+    }
+    saved = context.services().workspace.save(
+        user_id,
+        {scope: snap.values, USER_SCOPE: user_values},
+        writer=state[_TAB],
+        known_revision=state[_REVISION],
+        replace=(scope,),
+    )
+    state[_REVISION] = saved.revision
+    request_reload()
+    return snap.page
