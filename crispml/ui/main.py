@@ -6,6 +6,18 @@ import streamlit as st
 
 from crispml.ui import context, navigation, workspace
 
+log = logging.getLogger("crispml")
+
+
+def save_workspace(user_id: int) -> bool:
+    try:
+        return workspace.autosave(user_id)
+    except Exception:
+        log.exception("workspace autosave failed")
+        st.toast("Your last change could not be saved. It is kept in this tab; try again.")
+        return True  # do not try a second time in this run
+
+
 st.set_page_config(page_title="crispml", page_icon=":material/insights:", layout="wide")
 auth = context.require_login()
 first_run = workspace.restore(auth.user.id)  # before the first widget renders
@@ -15,11 +27,13 @@ if first_run:
     navigation.return_to_last_page(pages, current)
 st.session_state[workspace.PAGE_KEY] = current.url_path
 navigation.sidebar(auth)
+# The browser's edits are in session state before the run starts: save them (and the page) now,
+# so a refresh during a slow page cannot lose them. Changes the page itself makes are saved at
+# its end, unless this run already wrote: never more than one write per run.
+wrote = save_workspace(auth.user.id)
 try:
     current.run()
 finally:  # also after st.rerun() and st.stop() in a page
-    try:
-        workspace.autosave(auth.user.id)
-    except Exception:
-        logging.getLogger("crispml").exception("workspace autosave failed")
-        st.toast("Your last change could not be saved. It is kept in this tab; try again.")
+    workspace.note_defaults()
+    if not wrote:
+        save_workspace(auth.user.id)

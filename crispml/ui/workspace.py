@@ -18,6 +18,7 @@ that no longer fits (an option that is gone): check it before creating the widge
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -61,8 +62,17 @@ def user_key(name: str) -> str:
 
 
 def default(state_key: str, value: Any) -> None:
-    """Give a bound key its default, unless the workspace already has a value."""
-    st.session_state.setdefault(state_key, value)
+    """Give a bound key its default, unless the workspace already has a value.
+
+    A default is not a change: it is not saved until the user changes it.
+    """
+    state = st.session_state
+    if state_key not in state:
+        state[state_key] = value
+        baseline = state.get(_BASELINE)
+        if isinstance(baseline, dict) and state_key not in baseline:
+            with contextlib.suppress(Unencodable):
+                baseline[state_key] = encode(value)
 
 
 def _bound(k: object) -> bool:
@@ -78,6 +88,18 @@ def _apply(values: dict[str, str]) -> None:
         st.session_state[k] = decode(text)
 
 
+def _valid_project(user_id: int, chosen: object) -> int | None:
+    """The chosen project if the user still has it, else their most recently updated one.
+
+    Settled here, before any page runs, so that values bound during a run always belong to the
+    project whose scope was loaded for it.
+    """
+    projects = context.services().projects.list(user_id)
+    if any(p.id == chosen for p in projects):
+        return chosen if isinstance(chosen, int) else None
+    return projects[0].id if projects else None
+
+
 def restore(user_id: int) -> bool:
     """Put the workspace into session state; True on the first run of a browser session."""
     state = st.session_state
@@ -88,15 +110,22 @@ def restore(user_id: int) -> bool:
         for k in [k for k in state if _bound(k)]:
             del state[k]
         user = service.load(user_id, (USER_SCOPE,))
-        project = decode(user.values[PROJECT_KEY]) if PROJECT_KEY in user.values else None
-        scope = project_scope(project if isinstance(project, int) else None)
+        stored = decode(user.values[PROJECT_KEY]) if PROJECT_KEY in user.values else None
+        project = _valid_project(user_id, stored)
+        scope = project_scope(project)
         values = {**user.values, **service.load(user_id, (scope,)).values}
         _apply(values)
+        state[PROJECT_KEY] = project
+        values[PROJECT_KEY] = encode(project)  # settled, not changed by the user
         state[_BASELINE], state[_REVISION], state[_SCOPE] = values, user.revision, scope
         state[_STALE] = False
         return first
-    wanted = project_scope(state.get(PROJECT_KEY))
     baseline: dict[str, str] = state[_BASELINE]
+    wanted = project_scope(state.get(PROJECT_KEY))
+    if wanted != state[_SCOPE]:
+        project = _valid_project(user_id, state.get(PROJECT_KEY))
+        state[PROJECT_KEY] = project
+        wanted = project_scope(project)
     if wanted != state[_SCOPE]:
         # The project changed: its predecessor's values were saved at the end of the last run.
         for k in [k for k in state if isinstance(k, str) and k.startswith(PROJECT_PREFIX)]:
@@ -127,18 +156,28 @@ def current_values(prefix: str = PROJECT_PREFIX) -> dict[str, str]:
     return values
 
 
-def autosave(user_id: int) -> None:
-    """Save what changed in this run, in one write; nothing when nothing changed."""
+def note_defaults() -> None:
+    """At the end of a run: bound keys first seen in it hold defaults (a widget's initial
+    value), not changes. Remember them, so only a later change by the user is saved."""
+    baseline = st.session_state.get(_BASELINE)
+    if not isinstance(baseline, dict):
+        return
+    for k, text in {**current_values(USER_PREFIX), **current_values(PROJECT_PREFIX)}.items():
+        baseline.setdefault(k, text)
+
+
+def autosave(user_id: int) -> bool:
+    """Save what changed, in one write; nothing when nothing changed. True if it wrote."""
     state = st.session_state
     if _REVISION not in state:
-        return
+        return False
     baseline: dict[str, str] = state[_BASELINE]
     changes: dict[str, dict[str, str]] = {}
     for k, text in {**current_values(USER_PREFIX), **current_values(PROJECT_PREFIX)}.items():
         if baseline.get(k) != text:
             changes.setdefault(_scope_of(k), {})[k] = text
     if not changes:
-        return
+        return False
     saved = context.services().workspace.save(
         user_id, changes, writer=state[_TAB], known_revision=state[_REVISION]
     )
@@ -147,6 +186,7 @@ def autosave(user_id: int) -> None:
     state[_REVISION] = saved.revision
     if saved.others_wrote:
         state[_STALE] = True
+    return True
 
 
 def request_reload() -> None:
@@ -175,6 +215,15 @@ def changed_elsewhere_notice(user_id: int) -> None:
 # Saved work ----------------------------------------------------------------------------------
 
 
+def project_values() -> dict[str, str]:
+    """Every value of the current project's workspace: what was saved or restored, overlaid
+    with this session's live values. (Streamlit drops the keys of widgets on other pages, and
+    callbacks run before ``restore`` puts them back, so session state alone is not enough.)"""
+    baseline = st.session_state.get(_BASELINE) or {}
+    known = {k: v for k, v in baseline.items() if k.startswith(PROJECT_PREFIX)}
+    return {**known, **current_values(PROJECT_PREFIX)}
+
+
 def digest(values: dict[str, str]) -> str:
     return hashlib.sha256(repr(sorted(values.items())).encode()).hexdigest()[:16]
 
@@ -183,7 +232,7 @@ def snapshot(project_id: int | None, project_name: str) -> Snapshot:
     refs = (ArtifactRef("project", str(project_id), project_name),) if project_id else ()
     return Snapshot(
         page=str(st.session_state.get(PAGE_KEY, "")),
-        values=current_values(PROJECT_PREFIX),
+        values=project_values(),
         refs=refs,
         project_id=project_id,
         project_name=project_name,
@@ -192,7 +241,7 @@ def snapshot(project_id: int | None, project_name: str) -> Snapshot:
 
 def has_unsaved_changes() -> bool:
     """True when the project's values differ from the saved work last loaded or saved here."""
-    values = current_values(PROJECT_PREFIX)
+    values = project_values()
     origin = st.session_state.get(ORIGIN_KEY)
     if not isinstance(origin, dict):
         return bool(values)

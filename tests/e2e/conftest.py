@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.helpers import ADMIN_PASSWORD, Server
 
@@ -21,6 +21,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# A cold server's first table imports pandas and pyarrow: allow for it on a slow machine.
+expect.set_options(timeout=20_000)
 SCREENSHOTS = Path(os.environ.get("CRISPML_SCREENSHOTS", "build/screenshots"))
 
 

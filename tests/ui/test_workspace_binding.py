@@ -1,0 +1,102 @@
+"""Autosave and restore through the real entry script (crispml/ui/main.py) with AppTest.
+
+Each ``AppTest`` is a new browser session: a refresh, a new tab or another browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from crispml import services as services_module
+from crispml.core.workspace import USER_SCOPE, encode
+from crispml.services import Services, bootstrap, build_services
+from crispml.settings import Settings
+from crispml.ui import context
+from tests.helpers import ADMIN_PASSWORD
+
+MAIN = str(Path(__file__).parents[2] / "crispml" / "ui" / "main.py")
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[Services]:
+    s = build_services(Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD))
+    bootstrap(s)
+    services_module.install(s)
+    token = s.auth.login("admin", ADMIN_PASSWORD).token
+    context.use_token_source(lambda: token)
+    yield s
+    context.use_token_source(context.browser_token)
+    s.db.dispose()
+
+
+def session() -> AppTest:
+    return AppTest.from_file(MAIN, default_timeout=30).run()
+
+
+def revision(svc: Services) -> int:
+    return svc.workspace.revision(svc.auth.first_admin().id)[0]
+
+
+def test_one_write_per_changed_run_and_none_otherwise(svc: Services) -> None:
+    at = session()
+    assert not at.exception
+    after_first = revision(svc)
+    assert after_first == 1  # the page and the current project, in one write
+    at.run()
+    at.run()
+    assert revision(svc) == after_first  # nothing changed: no write
+    at.text_input(key="wsu.business.new.name").input("Draft").run()
+    assert revision(svc) == after_first + 1
+    at.text_area(key="wsu.business.new.goal").input("A goal")
+    at.text_area(key="wsu.business.new.notes").input("Notes")
+    at.run()  # two changes in one run: still one write
+    assert revision(svc) == after_first + 2
+
+
+def test_a_new_session_gets_the_same_values(svc: Services) -> None:
+    at = session()
+    at.text_input(key="wsu.business.new.name").input("Draft churn").run()
+    at.text_input(key="ws.business.edit.name").input("Iris (edited)").run()
+    again = session()  # refresh, another tab, another browser, or after a server restart
+    assert again.text_input(key="wsu.business.new.name").value == "Draft churn"
+    assert again.text_input(key="ws.business.edit.name").value == "Iris (edited)"
+    assert any("Unsaved edits" in c.value for c in again.caption)
+
+
+def test_values_follow_their_project(svc: Services) -> None:
+    admin = svc.auth.first_admin()
+    at = session()
+    iris = at.selectbox(key="wsu.project").value
+    at.text_input(key="ws.business.edit.name").input("Iris draft").run()
+    at.text_input(key="wsu.business.new.name").input("Second").run()
+    next(b for b in at.button if b.label == "Create project").click().run()
+    second = at.selectbox(key="wsu.project").value
+    assert second != iris
+    assert at.text_input(key="ws.business.edit.name").value == "Second"  # its own values
+    at.selectbox(key="wsu.project").select(iris).run()
+    assert at.text_input(key="ws.business.edit.name").value == "Iris draft"
+    stored = svc.workspace.load(admin.id, (f"p{iris}",)).values
+    assert stored["ws.business.edit.name"] == encode("Iris draft")
+
+
+def test_a_new_session_lands_on_the_last_page(svc: Services) -> None:
+    admin = svc.auth.first_admin()
+    svc.workspace.save(
+        admin.id, {USER_SCOPE: {"wsu.page": encode("saved-work")}}, writer="other", known_revision=0
+    )
+    at = session()
+    assert not at.exception
+    assert at.title[0].value == "Saved work"
+
+
+def test_start_fresh_clears_the_workspace(svc: Services) -> None:
+    at = session()
+    at.text_input(key="wsu.business.new.name").input("Draft").run()
+    admin = svc.auth.first_admin()
+    svc.workspace.clear(admin.id, writer="another tab")
+    fresh = session()
+    assert fresh.text_input(key="wsu.business.new.name").value == ""
