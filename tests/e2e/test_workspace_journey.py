@@ -3,6 +3,7 @@ named saved work can be saved, loaded and deleted. In a real browser against a r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,18 @@ def test_two_tabs_see_each_others_changes(server: Server, new_page) -> None:
     expect(tab_a.get_by_label("Description (optional)")).to_have_value("from tab B")
 
 
-def test_save_load_and_delete_named_work(server: Server, new_page) -> None:
+def server_saved_work(server: Server) -> list[str]:
+    from crispml.services import build_services
+    from crispml.settings import Settings
+
+    svc = build_services(Settings(home=server.home))
+    try:
+        return [i.name for i in svc.saved_work.list(None)]
+    finally:
+        svc.db.dispose()
+
+
+def test_save_load_export_import_and_delete(server: Server, new_page, tmp_path: Path) -> None:
     page = new_page()
     page.goto(server.url + "/")
     log_in(page, server)
@@ -131,7 +143,28 @@ def test_save_load_and_delete_named_work(server: Server, new_page) -> None:
     expect(page.get_by_label("Notes").first).to_have_value("notes at save time")
 
     nav(page, "Saved work")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export as file").click()
+    assert download.value.suggested_filename == "baseline.crispml.json"
+    exported = str(tmp_path / download.value.suggested_filename)
+    download.value.save_as(exported)
+    assert json.loads(Path(exported).read_text())["name"] == "baseline"
+    bad = tmp_path / "not-saved-work.json"
+    bad.write_text('{"format": "crispml-saved-work", "schema": 99, "values": {}}')
+    page.get_by_text("Import saved work").click()
+    uploader = page.get_by_test_id("stFileUploaderDropzoneInput")
+    uploader.set_input_files(str(bad))
+    uploaded = page.get_by_test_id("stFileUploaderDropzoneInstructions")
+    expect(uploaded).to_have_count(0)  # the file took the dropzone's place
+    page.get_by_role("button", name="Import").click()
+    expect(page.get_by_text("made by a newer crispml (schema 99)")).to_be_visible()
+    uploader.set_input_files(exported)
+    expect(uploaded).to_have_count(0)
+    page.get_by_label("Name (optional; the file's name otherwise)").fill("imported copy")
+    page.get_by_role("button", name="Import").click()
+    expect(page.get_by_text("Imported 'imported copy'.").first).to_be_visible()
+
     page.get_by_role("button", name="Delete").click()
     page.get_by_role("button", name="Confirm").click()
-    expect(page.get_by_text("Deleted 'baseline'.").first).to_be_visible()
-    expect(page.get_by_text("Nothing saved yet.")).to_be_visible()
+    expect(page.get_by_text("Deleted").first).to_be_visible()
+    assert len(server_saved_work(server)) == 1

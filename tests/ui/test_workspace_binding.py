@@ -100,3 +100,59 @@ def test_start_fresh_clears_the_workspace(svc: Services) -> None:
     svc.workspace.clear(admin.id, writer="another tab")
     fresh = session()
     assert fresh.text_input(key="wsu.business.new.name").value == ""
+
+
+def saved_work_page() -> AppTest:
+    return AppTest.from_string(
+        "from crispml.ui import context, workspace\nfrom crispml.ui.views import saved_work\n"
+        "a = context.require_login()\nworkspace.restore(a.user.id)\nsaved_work.render()\n"
+        "workspace.autosave(a.user.id)\n",
+        default_timeout=30,
+    ).run()
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    return next(b for b in at.button if b.label == label).click().run()
+
+
+def test_saving_with_a_bad_name_says_why(svc: Services) -> None:
+    at = saved_work_page()
+    click(at, "Save")
+    assert at.error[0].value == "Saved work needs a name."
+    at.text_input(key="wsu.saved.name").input("n" * 100).run()
+    click(at, "Save")
+    at.text_input(key="wsu.saved.name").input("n" * 100).run()
+    click(at, "Save")
+    assert "already have saved work named" in at.error[0].value
+    assert at.text_input(key="wsu.saved.name").value == "n" * 100  # kept, to fix and retry
+
+
+def test_loading_work_whose_project_is_gone_lists_it(svc: Services) -> None:
+    from crispml.core.projects import ProjectFields
+
+    admin = svc.auth.first_admin()
+    doomed = svc.projects.create(admin.id, ProjectFields("Doomed"), actor="t")
+    at = session()
+    at.selectbox(key="wsu.project").select(doomed.id).run()
+    page = saved_work_page()
+    page.text_input(key="wsu.saved.name").input("on doomed").run()
+    click(page, "Save")
+    svc.projects.delete(admin.id, doomed.id, actor="t")
+    page = saved_work_page()
+    click(page, "Load")
+    if any(b.label == "Confirm" for b in page.button):
+        click(page, "Confirm")
+    assert "Loaded 'on doomed'." in page.success[0].value
+    assert "These no longer exist: project 'Doomed'" in page.warning[0].value
+
+
+def test_start_fresh_needs_confirmation(svc: Services) -> None:
+    at = session()
+    at.text_input(key="wsu.business.new.name").input("Draft").run()
+    page = saved_work_page()
+    click(page, "Start fresh")
+    assert "Clear your whole workspace?" in page.warning[0].value
+    assert session().text_input(key="wsu.business.new.name").value == "Draft"  # not yet
+    click(page, "Confirm")
+    assert "Your workspace is fresh." in page.success[0].value
+    assert session().text_input(key="wsu.business.new.name").value == ""
