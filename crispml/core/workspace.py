@@ -77,8 +77,16 @@ def _untag(value: Any) -> Any:
     return value
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
 def encode(value: Any) -> str:
     """The stored text of a value; raises Unencodable for anything but plain data."""
+    if type(value) in _SCALARS:  # the common case (text inputs, numbers): no tagging walk
+        text = json.dumps(value)
+        if len(text) > MAX_VALUE_BYTES:
+            raise Unencodable(f"value larger than {MAX_VALUE_BYTES} bytes")
+        return text
     text = json.dumps(_tag(value), separators=(",", ":"), sort_keys=True, allow_nan=False)
     if len(text) > MAX_VALUE_BYTES:
         raise Unencodable(f"value larger than {MAX_VALUE_BYTES} bytes")

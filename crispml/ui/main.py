@@ -9,9 +9,9 @@ from crispml.ui import context, navigation, workspace
 log = logging.getLogger("crispml")
 
 
-def save_workspace(user_id: int) -> bool:
+def save_workspace(user_id: int, *, end_of_run: bool = False) -> bool:
     try:
-        return workspace.autosave(user_id)
+        return workspace.autosave(user_id, end_of_run=end_of_run)
     except Exception:
         log.exception("workspace autosave failed")
         st.toast("Your last change could not be saved. It is kept in this tab; try again.")
@@ -34,6 +34,7 @@ wrote = save_workspace(auth.user.id)
 try:
     current.run()
 finally:  # also after st.rerun() and st.stop() in a page
-    workspace.note_defaults()
     if not wrote:
-        save_workspace(auth.user.id)
+        save_workspace(auth.user.id, end_of_run=True)
+    else:
+        workspace.note_defaults()

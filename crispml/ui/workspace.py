@@ -144,37 +144,45 @@ def restore(user_id: int) -> bool:
     return False
 
 
-def current_values(prefix: str = PROJECT_PREFIX) -> dict[str, str]:
+def current_values(prefix: str | tuple[str, ...] = PROJECT_PREFIX) -> dict[str, str]:
     """Encoded values of this session's bound keys (those that can be kept)."""
     values = {}
-    for k in list(st.session_state.keys()):
+    for k, value in st.session_state.to_dict().items():  # one pass over the session state
         if isinstance(k, str) and k.startswith(prefix):
             try:
-                values[k] = encode(st.session_state[k])
+                values[k] = encode(value)
             except Unencodable:
                 continue
     return values
 
 
+_BOUND = (USER_PREFIX, PROJECT_PREFIX)
+
+
 def note_defaults() -> None:
-    """At the end of a run: bound keys first seen in it hold defaults (a widget's initial
-    value), not changes. Remember them, so only a later change by the user is saved."""
+    """End of a run that already wrote: remember bound keys first seen in it as defaults."""
     baseline = st.session_state.get(_BASELINE)
-    if not isinstance(baseline, dict):
-        return
-    for k, text in {**current_values(USER_PREFIX), **current_values(PROJECT_PREFIX)}.items():
-        baseline.setdefault(k, text)
+    if isinstance(baseline, dict):
+        for k, text in current_values(_BOUND).items():
+            baseline.setdefault(k, text)
 
 
-def autosave(user_id: int) -> bool:
-    """Save what changed, in one write; nothing when nothing changed. True if it wrote."""
+def autosave(user_id: int, *, end_of_run: bool = False) -> bool:
+    """Save what changed, in one write; nothing when nothing changed. True if it wrote.
+
+    With ``end_of_run``, bound keys first seen in this run are defaults (a widget's initial
+    value), not changes: they are remembered, so only a later change by the user is saved.
+    """
     state = st.session_state
     if _REVISION not in state:
         return False
     baseline: dict[str, str] = state[_BASELINE]
     changes: dict[str, dict[str, str]] = {}
-    for k, text in {**current_values(USER_PREFIX), **current_values(PROJECT_PREFIX)}.items():
-        if baseline.get(k) != text:
+    for k, text in current_values(_BOUND).items():
+        known = baseline.get(k)
+        if known is None and end_of_run:
+            baseline[k] = text
+        elif known != text:
             changes.setdefault(_scope_of(k), {})[k] = text
     if not changes:
         return False
