@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute
 from crispml import services as services_module
 from crispml.services import Services, bootstrap, build_services
 from crispml.settings import Settings, load_settings
+from crispml.web.files import file_routes
 from crispml.web.gate import AuthGate, SecurityHeaders
 from crispml.web.health import Metrics, RequestCounter, health_routes
 from crispml.web.login import LoginRoutes
@@ -70,7 +71,11 @@ def build_parts(settings: Settings | None = None) -> AppParts:
         yield {}
         services.db.dispose()
 
-    routes: list[BaseRoute] = [*LoginRoutes(services).routes(), *health_routes(services, metrics)]
+    routes: list[BaseRoute] = [
+        *LoginRoutes(services).routes(),
+        *health_routes(services, metrics),
+        *file_routes(services),
+    ]
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(RequestCounter, metrics=metrics),
@@ -92,6 +97,7 @@ def streamlit_config(settings: Settings) -> dict[str, Any]:
         "client.showErrorDetails": "none",
         "theme.primaryColor": "#0f766e",
         "logger.level": settings.log_level,
+        "server.maxUploadSize": settings.max_upload_mb,
     }
     if settings.uses_tls:
         config["server.sslCertFile"] = str(settings.ssl_certfile)

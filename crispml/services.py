@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
 from crispml.core.errors import Conflict, NotFound
+from crispml.core.files import FileService, SharedRootConfig, ZipLimits
 from crispml.core.projects import ProjectFields, ProjectService
 from crispml.core.saved_work import SavedWorkService
 from crispml.core.workspace import WorkspaceService
@@ -32,6 +33,7 @@ class Services:
     projects: ProjectService
     workspace: WorkspaceService
     saved_work: SavedWorkService
+    files: FileService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -65,6 +67,16 @@ def build_services(settings: Settings) -> Services:
         projects=projects,
         workspace=WorkspaceService(db),
         saved_work=SavedWorkService(db, audit, {"project": projects.exists}),
+        files=FileService(
+            settings.home,
+            audit,
+            [
+                SharedRootConfig(r.name, r.path, r.read_roles, r.write_roles)
+                for r in settings.shared_roots
+            ],
+            ZipLimits(settings.zip_max_entries, settings.zip_max_bytes),
+            settings.max_upload_mb * 1_000_000,
+        ),
         secret_key=settings.load_secret_key(),
     )
 

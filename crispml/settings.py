@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,17 @@ from pydantic_settings import (
 ENV_PREFIX = "CRISPML_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MIN_SECRET_BYTES = 32
+
+
+class SharedRoot(BaseModel):
+    """A folder shared with users, e.g. a team data folder (``[[shared_roots]]`` in the TOML)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    path: Path
+    read_roles: tuple[Literal["admin", "user"], ...] = ("admin", "user")
+    write_roles: tuple[Literal["admin", "user"], ...] = ("admin",)
 
 
 class Settings(BaseSettings):
@@ -84,6 +95,22 @@ class Settings(BaseSettings):
     )
     max_form_bytes: int = Field(
         default=16_384, ge=1024, description="Largest login or logout form body accepted, in bytes."
+    )
+    max_upload_mb: int = Field(
+        default=200,
+        ge=1,
+        le=100_000,
+        description="Largest file a user may upload, in MB (also Streamlit's maxUploadSize).",
+    )
+    zip_max_entries: int = Field(
+        default=10_000, ge=1, description="Most entries a zip may have to be extracted."
+    )
+    zip_max_bytes: int = Field(
+        default=2_000_000_000, ge=1, description="Most bytes a zip may unpack to when extracted."
+    )
+    shared_roots: tuple[SharedRoot, ...] = Field(
+        default=(),
+        description="Shared folders: name, path, read_roles, write_roles (TOML [[shared_roots]]).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the server."

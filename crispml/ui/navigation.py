@@ -9,7 +9,7 @@ import streamlit as st
 
 from crispml.core.auth import AuthSession
 from crispml.ui import context, workspace
-from crispml.ui.views import account, admin, business, saved_work
+from crispml.ui.views import account, admin, business, files, saved_work
 from crispml.ui.views.upcoming import not_built_page
 from crispml.web.login import logout_token
 
@@ -73,13 +73,7 @@ PAGES: tuple[PageSpec, ...] = (
         ":material/rocket_launch:",
         "Serve registered models behind a REST API with API keys.",
     ),
-    _upcoming(
-        "Workspace",
-        "Files",
-        "files",
-        ":material/folder:",
-        "Browse, upload, download and organise your files on the server.",
-    ),
+    PageSpec("Workspace", "Files", "files", ":material/folder:", files.render),
     _upcoming(
         "Workspace",
         "Jobs",

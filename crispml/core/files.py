@@ -1,0 +1,529 @@
+"""A file system confined to a root folder: the Files page, the picker and /files/ use it.
+
+Security note: every path a user gives is relative to a root and is checked on every operation:
+NUL bytes, absolute paths, backslashes and '..' components are refused outright; the joined
+path is then resolved (symlinks followed) and must stay inside the resolved root, so a symlink
+that points outside is refused too. Zip extraction refuses entries that would land outside the
+target, symlink entries, and archives past the entry-count and total-size limits (zip bombs),
+and checks the sizes it actually writes, not the sizes the archive claims. Which roots a user
+may read or write is decided by ``FileService.roots_for`` (own root; other users' for admins;
+shared roots by role).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+import os
+import shutil
+import stat
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Literal, cast
+
+from crispml.core.audit import AuditLog
+from crispml.core.auth import USERNAME_RE
+from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+
+SortKey = Literal["name", "type", "size", "modified"]
+MAX_NAME = 255
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Root:
+    """A folder users may browse. ``id`` appears in URLs: '~alice' or a shared root's name."""
+
+    id: str
+    label: str
+    path: Path
+    writable: bool
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: str  # relative to the root, '/'-separated
+    is_dir: bool
+    size: int
+    modified: datetime
+    kind: str  # "folder" or a short type: "csv", "png", "file"
+
+
+@dataclass(frozen=True)
+class Listing:
+    folder: str
+    entries: list[Entry]
+    total: int
+    page: int
+    pages: int
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    max_entries: int = 10_000
+    max_total_bytes: int = 1_000_000_000
+
+
+def clean_relative(path: str) -> str:
+    """A user-given path as clean '/'-separated parts; refuses escapes with a clear message."""
+    if "\x00" in path:
+        raise InvalidInput("A path cannot contain a NUL byte.")
+    if "\\" in path:
+        raise InvalidInput("Use '/' to separate folders in a path.")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise InvalidInput(f"'{path}' is an absolute path; paths here are inside your folder.")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise InvalidInput(f"'{path}' goes outside its folder ('..' is not allowed).")
+    return "/".join(parts)
+
+
+def check_name(name: str) -> str:
+    """A single file or folder name (no separators), as typed by a user."""
+    clean = name.strip()
+    if not clean or clean in (".", ".."):
+        raise InvalidInput("A name cannot be empty, '.' or '..'.")
+    if "/" in clean or "\\" in clean or "\x00" in clean:
+        raise InvalidInput("A name cannot contain '/', '\\' or NUL.")
+    if len(clean.encode()) > MAX_NAME:
+        raise InvalidInput(f"A name has at most {MAX_NAME} bytes.")
+    return clean
+
+
+def kind_of(name: str, is_dir: bool) -> str:
+    if is_dir:
+        return "folder"
+    suffix = PurePosixPath(name).suffix.lower().lstrip(".")
+    return suffix or "file"
+
+
+def content_type(name: str) -> str:
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
+
+
+class FileSpace:
+    """Operations on one root. Every method takes paths relative to the root."""
+
+    def __init__(self, root: Root, audit: AuditLog | None = None, actor: str = "") -> None:
+        self.root = root
+        self._base = root.path.resolve()
+        self._audit = audit
+        self._actor = actor
+
+    # Paths -------------------------------------------------------------------------------
+
+    def resolve(self, path: str, *, must_exist: bool = True) -> Path:
+        """The real path inside the root, or InvalidInput/NotFound saying why not."""
+        rel = clean_relative(path)
+        joined = self._base / rel if rel else self._base
+        real = Path(os.path.realpath(joined))
+        if real != self._base and self._base not in real.parents:
+            raise InvalidInput(f"'{path}' leads outside your folder (through a link).")
+        if must_exist and not real.exists():
+            raise NotFound(f"'{rel or '/'}' does not exist.")
+        return real
+
+    def relative(self, real: Path) -> str:
+        return real.relative_to(self._base).as_posix()
+
+    def _writable(self) -> None:
+        if not self.root.writable:
+            raise PermissionDenied(f"'{self.root.label}' is read-only.")
+
+    def _record(self, action: str, target: str, detail: str = "") -> None:
+        if self._audit is not None:
+            self._audit.record(self._actor, action, f"{self.root.id}:{target}", detail)
+
+    # Reading -----------------------------------------------------------------------------
+
+    def entry(self, path: str) -> Entry:
+        real = self.resolve(path)
+        st = real.stat()
+        is_dir = stat.S_ISDIR(st.st_mode)
+        return Entry(
+            real.name,
+            self.relative(real),
+            is_dir,
+            0 if is_dir else st.st_size,
+            datetime.fromtimestamp(st.st_mtime, UTC),
+            kind_of(real.name, is_dir),
+        )
+
+    def listing(
+        self,
+        folder: str = "",
+        *,
+        sort: SortKey = "name",
+        descending: bool = False,
+        page: int = 1,
+        page_size: int = 100,
+        extensions: tuple[str, ...] = (),
+    ) -> Listing:
+        """One page of a folder, folders first. Sorting by name stats only the page's entries,
+        so the first page of a huge folder is quick."""
+        real = self.resolve(folder)
+        if not real.is_dir():
+            raise InvalidInput(f"'{folder}' is a file, not a folder.")
+        rel_folder = self.relative(real)
+        with os.scandir(real) as it:
+            items = [(e.name, e.is_dir()) for e in it]
+        if extensions:
+            wanted = tuple(x.lower() for x in extensions)
+            items = [(n, d) for n, d in items if d or n.lower().endswith(wanted)]
+        total = len(items)
+        pages = max(1, -(-total // page_size))
+        page = min(max(1, page), pages)
+
+        def stat_of(name: str) -> os.stat_result | None:
+            try:
+                return os.stat(real / name, follow_symlinks=False)
+            except OSError:
+                return None
+
+        if sort in ("name", "type"):
+            if sort == "name":
+                items.sort(key=lambda i: (not i[1], i[0].lower()), reverse=False)
+            else:
+                items.sort(key=lambda i: (not i[1], kind_of(i[0], i[1]), i[0].lower()))
+            if descending:
+                folders = [i for i in items if i[1]][::-1]
+                files = [i for i in items if not i[1]][::-1]
+                items = folders + files
+            chosen = items[(page - 1) * page_size : page * page_size]
+            stats = {name: stat_of(name) for name, _ in chosen}
+        else:
+            stats = {name: stat_of(name) for name, _ in items}
+
+            def value(i: tuple[str, bool]) -> float:
+                s = stats[i[0]]
+                if s is None:
+                    return 0.0
+                return float(s.st_size if sort == "size" else s.st_mtime)
+
+            items.sort(key=lambda i: (not i[1], value(i) * (-1 if descending else 1)))
+            chosen = items[(page - 1) * page_size : page * page_size]
+        entries = []
+        for name, is_dir in chosen:
+            s = stats.get(name)
+            size = 0 if is_dir or s is None else s.st_size
+            mtime = datetime.fromtimestamp(s.st_mtime if s else 0, UTC)
+            path = f"{rel_folder}/{name}" if rel_folder not in ("", ".") else name
+            entries.append(Entry(name, path, is_dir, size, mtime, kind_of(name, is_dir)))
+        return Listing("" if rel_folder == "." else rel_folder, entries, total, page, pages)
+
+    def folders(self, folder: str = "") -> list[str]:
+        """Sub-folder names of a folder (for the lazily expanded tree)."""
+        real = self.resolve(folder)
+        with os.scandir(real) as it:
+            return sorted((e.name for e in it if e.is_dir()), key=str.lower)
+
+    def count_files(self, path: str) -> int:
+        real = self.resolve(path)
+        if not real.is_dir():
+            return 1
+        return sum(len(files) for _, _, files in os.walk(real))
+
+    def open_read(self, path: str) -> IO[bytes]:
+        real = self.resolve(path)
+        if real.is_dir():
+            raise InvalidInput(f"'{path}' is a folder.")
+        return real.open("rb")
+
+    def read_head(self, path: str, limit: int = 65_536) -> bytes:
+        with self.open_read(path) as f:
+            return f.read(limit)
+
+    def zip_stream(self, folder: str) -> Iterator[bytes]:
+        """A folder as a zip, produced piece by piece (never whole in memory)."""
+        real = self.resolve(folder)
+        if not real.is_dir():
+            raise InvalidInput(f"'{folder}' is a file, not a folder.")
+        pipe = _ChunkPipe()
+        sink = cast(IO[bytes], pipe)  # write/tell/flush is all ZipFile needs to stream
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for directory, _, files in os.walk(real):
+                for name in sorted(files):
+                    full = Path(directory) / name
+                    if full.is_symlink():
+                        continue
+                    arcname = full.relative_to(real).as_posix()
+                    with (
+                        full.open("rb") as src,
+                        archive.open(arcname, "w", force_zip64=True) as dst,
+                    ):
+                        while chunk := src.read(CHUNK):
+                            dst.write(chunk)
+                            yield from pipe.drain()
+        yield from pipe.drain()
+
+    # Writing -----------------------------------------------------------------------------
+
+    def mkdir(self, folder: str, name: str) -> str:
+        self._writable()
+        parent = self.resolve(folder)
+        target = parent / check_name(name)
+        if target.exists():
+            raise Conflict(f"'{target.name}' already exists here.")
+        target.mkdir()
+        rel = self.relative(target)
+        self._record("file.mkdir", rel)
+        return rel
+
+    def rename(self, path: str, new_name: str) -> str:
+        self._writable()
+        real = self.resolve(path)
+        if real == self._base:
+            raise InvalidInput("The root folder cannot be renamed.")
+        target = real.parent / check_name(new_name)
+        if target.exists():
+            raise Conflict(f"'{target.name}' already exists here.")
+        real.rename(target)
+        rel = self.relative(target)
+        self._record("file.rename", self.relative(real), f"to={rel}")
+        return rel
+
+    def move(self, path: str, to_folder: str) -> str:
+        self._writable()
+        real = self.resolve(path)
+        destination = self.resolve(to_folder)
+        if real == self._base:
+            raise InvalidInput("The root folder cannot be moved.")
+        if not destination.is_dir():
+            raise InvalidInput(f"'{to_folder}' is not a folder.")
+        if destination == real or real in destination.parents:
+            raise InvalidInput("A folder cannot be moved into itself.")
+        target = destination / real.name
+        if target.exists():
+            raise Conflict(f"'{real.name}' already exists in '{to_folder or '/'}'.")
+        shutil.move(str(real), str(target))
+        rel = self.relative(target)
+        self._record("file.move", self.relative(real), f"to={rel}")
+        return rel
+
+    def delete(self, path: str) -> int:
+        """Delete a file, or a folder and everything in it; returns the number of files gone."""
+        self._writable()
+        real = self.resolve(path)
+        if real == self._base:
+            raise InvalidInput("The root folder cannot be deleted.")
+        rel = self.relative(real)
+        if real.is_dir() and not real.is_symlink():
+            count = self.count_files(rel)
+            shutil.rmtree(real)
+        else:
+            count = 1
+            real.unlink()
+        self._record("file.delete", rel, f"files={count}")
+        return count
+
+    def write(
+        self,
+        folder: str,
+        name: str,
+        chunks: Iterable[bytes],
+        *,
+        max_bytes: int,
+        overwrite: bool = False,
+    ) -> str:
+        """Write an uploaded file (to a temporary name, renamed when complete)."""
+        self._writable()
+        parent = self.resolve(folder)
+        if not parent.is_dir():
+            raise InvalidInput(f"'{folder}' is not a folder.")
+        target = parent / check_name(name)
+        if target.exists() and not overwrite:
+            raise Conflict(f"'{target.name}' already exists here.")
+        tmp = parent / f".{target.name}.uploading"
+        written = 0
+        try:
+            with tmp.open("wb") as f:
+                for chunk in chunks:
+                    written += len(chunk)
+                    if written > max_bytes:
+                        limit = max_bytes // 1_000_000
+                        raise InvalidInput(f"'{target.name}' is larger than the {limit} MB limit.")
+                    f.write(chunk)
+            tmp.replace(target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        rel = self.relative(target)
+        self._record("file.upload", rel, f"bytes={written}")
+        return rel
+
+    def write_path(self, folder: str, relative_name: str, data: bytes, *, max_bytes: int) -> str:
+        """Write a file given with sub-folders ('a/b/c.csv', from a folder upload)."""
+        rel = clean_relative(relative_name)
+        if not rel:
+            raise InvalidInput("An uploaded file needs a name.")
+        *dirs, name = rel.split("/")
+        current = clean_relative(folder)
+        for d in dirs:
+            real = self.resolve(current) / check_name(d)
+            if not real.exists():
+                self._writable()
+                real.mkdir()
+            current = self.relative(self.resolve(self.relative(real)))
+        return self.write(current, name, [data], max_bytes=max_bytes, overwrite=True)
+
+    def extract_zip(self, zip_path: str, folder: str, limits: ZipLimits) -> int:
+        """Extract an archive into ``folder``; all or nothing. Returns the number of files."""
+        self._writable()
+        target = self.resolve(folder)
+        with self.open_read(zip_path) as f:
+            try:
+                archive = zipfile.ZipFile(f)
+            except zipfile.BadZipFile as exc:
+                raise InvalidInput(f"'{zip_path}' is not a valid zip archive.") from exc
+            with archive:
+                members = archive.infolist()
+                if len(members) > limits.max_entries:
+                    raise InvalidInput(
+                        f"The archive has {len(members)} entries; "
+                        f"the limit is {limits.max_entries}."
+                    )
+                declared = sum(m.file_size for m in members)
+                if declared > limits.max_total_bytes:
+                    raise InvalidInput(
+                        f"The archive unpacks to {declared:,} bytes; the limit is "
+                        f"{limits.max_total_bytes:,}."
+                    )
+                plan = []
+                for m in members:
+                    mode = m.external_attr >> 16
+                    if stat.S_ISLNK(mode):
+                        raise InvalidInput(
+                            f"The archive entry '{m.filename}' is a link; links are not extracted."
+                        )
+                    try:
+                        rel = clean_relative(m.filename)
+                    except InvalidInput as exc:
+                        raise InvalidInput(
+                            f"The archive entry '{m.filename}' would land outside the folder: {exc}"
+                        ) from None
+                    if rel:
+                        plan.append((m, rel))
+                staging = target / f".extracting-{os.getpid()}"
+                staging.mkdir()
+                try:
+                    written = files = 0
+                    for m, rel in plan:
+                        dest = staging / rel
+                        if m.is_dir():
+                            dest.mkdir(parents=True, exist_ok=True)
+                            continue
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        with archive.open(m) as src, dest.open("wb") as out:
+                            while chunk := src.read(CHUNK):
+                                written += len(chunk)
+                                if written > limits.max_total_bytes:
+                                    raise InvalidInput(
+                                        "The archive unpacks to more than the limit of "
+                                        f"{limits.max_total_bytes:,} bytes (it claims less)."
+                                    )
+                                out.write(chunk)
+                        files += 1
+                    clashes = [p.name for p in staging.iterdir() if (target / p.name).exists()]
+                    if clashes:
+                        raise Conflict(
+                            "Extracting would overwrite: " + ", ".join(sorted(clashes)[:5])
+                        )
+                    for p in staging.iterdir():
+                        p.rename(target / p.name)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+        self._record("file.extract", zip_path, f"into={self.relative(target)} files={files}")
+        return files
+
+
+class _ChunkPipe:
+    """A write-only, non-seekable file for ZipFile that hands out what was written so far."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._pos = 0
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        return None
+
+    def drain(self) -> Iterator[bytes]:
+        if self._parts:
+            data = b"".join(self._parts)
+            self._parts.clear()
+            yield data
+
+
+@dataclass(frozen=True)
+class SharedRootConfig:
+    name: str
+    path: Path
+    read_roles: tuple[str, ...]
+    write_roles: tuple[str, ...]
+
+
+class FileService:
+    """Which roots a user may reach, and a FileSpace for one of them."""
+
+    def __init__(
+        self,
+        home: Path,
+        audit: AuditLog,
+        shared: Iterable[SharedRootConfig] = (),
+        zip_limits: ZipLimits | None = None,
+        max_upload_bytes: int = 200_000_000,
+    ) -> None:
+        self._users = home / "users"
+        self._audit = audit
+        self._shared = {s.name: s for s in shared}
+        self.zip_limits = zip_limits or ZipLimits()
+        self.max_upload_bytes = max_upload_bytes
+
+    def user_root(self, username: str) -> Root:
+        path = self._users / username / "files"
+        path.mkdir(parents=True, exist_ok=True)
+        return Root(f"~{username}", f"{username}'s files", path, writable=True)
+
+    def roots_for(self, username: str, role: str) -> list[Root]:
+        """The user's own root first, then the shared roots their role may read."""
+        roots = [self.user_root(username)]
+        roots[0] = Root(roots[0].id, "My files", roots[0].path, True)
+        for s in self._shared.values():
+            if role in s.read_roles:
+                roots.append(Root(s.name, s.name, s.path, role in s.write_roles))
+        return roots
+
+    def space(self, username: str, role: str, root_id: str) -> FileSpace:
+        """A FileSpace on ``root_id`` acting for this user; refuses roots they may not reach.
+
+        Another user's root is reachable by admins only; a shared root by its read roles.
+        """
+        if root_id.startswith("~"):
+            owner = root_id[1:]
+            if not USERNAME_RE.fullmatch(owner):  # also keeps '~../x' from leaving users/
+                raise NotFound(f"No user folder '{root_id}'.")
+            if owner != username and role != "admin":
+                raise PermissionDenied("You can only open your own files.")
+            if not (self._users / owner).is_dir() and owner != username:
+                raise NotFound(f"No user folder '{root_id}'.")
+            root = self.user_root(owner)
+            if owner == username:
+                root = Root(root.id, "My files", root.path, True)
+            return FileSpace(root, self._audit, username)
+        shared = self._shared.get(root_id)
+        if shared is None or role not in shared.read_roles:
+            raise NotFound(f"No folder '{root_id}'.")
+        root = Root(shared.name, shared.name, shared.path, role in shared.write_roles)
+        return FileSpace(root, self._audit, username)
