@@ -65,3 +65,10 @@ def log_in(
 def wait_for_shell(page: Page) -> None:
     page.get_by_text("Signed in as").wait_for()
     page.wait_for_load_state("networkidle")
+
+
+def settle(page: Page) -> None:
+    """Wait until Streamlit has finished the current script run (its running icon is gone)."""
+    page.wait_for_timeout(300)  # a rerun may be about to start
+    expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0)
+    expect(page.get_by_test_id("stStatusWidgetRunningManIcon")).to_have_count(0)

@@ -20,6 +20,8 @@ FOLDER = ws.user_key("files.folder")
 SORT = ws.user_key("files.sort")
 DESCENDING = ws.user_key("files.descending")
 EXPANDED = "_crispml.files.expanded"
+ITEM = "_crispml.files.item"
+LAST_ROWS = "_crispml.files.last_rows"
 PAGE = "_crispml.files.page"
 PAGE_SIZE = 100
 TEXT_TYPES = {
@@ -81,6 +83,7 @@ def _go(folder: str) -> None:
     st.session_state[FOLDER] = folder
     st.session_state[PAGE] = 1
     st.session_state.pop("files.table", None)
+    st.session_state.pop(ITEM, None)
 
 
 def _choose_root(root_id: str) -> None:
@@ -291,6 +294,7 @@ def _actions(space: FileSpace, entry: Entry) -> None:
                 feedback.error(exc)
             else:
                 st.session_state.pop("files.table", None)
+                st.session_state.pop(ITEM, None)
                 feedback.done(f"Deleted '{entry.name}' ({gone} file{'s' if gone != 1 else ''}).")
     if not entry.is_dir:
         with st.expander("Preview", expanded=True):
@@ -365,8 +369,20 @@ def render() -> None:
         )
         st.caption(
             f"{listing.total:,} item{'s' if listing.total != 1 else ''} · page "
-            f"{listing.page} of {listing.pages}. Select a row for actions."
+            f"{listing.page} of {listing.pages}. Select a row, or choose below."
         )
-        selected = event.selection.rows if event is not None else []
-        if selected and selected[0] < len(listing.entries):
-            _actions(space, listing.entries[selected[0]])
+        # The grid is a canvas: the selectbox is the keyboard- and screen-reader-friendly way
+        # to choose, and follows the grid's selection.
+        names = [e.name for e in listing.entries]
+        rows_selected = list(event.selection.rows) if event is not None else []
+        if rows_selected != st.session_state.get(LAST_ROWS):
+            st.session_state[LAST_ROWS] = rows_selected
+            if rows_selected and rows_selected[0] < len(names):
+                st.session_state[ITEM] = names[rows_selected[0]]
+        if st.session_state.get(ITEM) not in names:
+            st.session_state[ITEM] = None
+        chosen = st.selectbox(
+            "Item", names, key=ITEM, placeholder="Choose a file or folder for actions"
+        )
+        if chosen is not None:
+            _actions(space, listing.entries[names.index(chosen)])
