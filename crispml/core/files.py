@@ -13,6 +13,7 @@ shared roots by role).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import mimetypes
 import os
 import shutil
@@ -185,16 +186,16 @@ class FileSpace:
             except OSError:
                 return None
 
-        if sort in ("name", "type"):
-            if sort == "name":
-                items.sort(key=lambda i: (not i[1], i[0].lower()), reverse=False)
-            else:
-                items.sort(key=lambda i: (not i[1], kind_of(i[0], i[1]), i[0].lower()))
-            if descending:
-                folders = [i for i in items if i[1]][::-1]
-                files = [i for i in items if not i[1]][::-1]
-                items = folders + files
-            chosen = items[(page - 1) * page_size : page * page_size]
+        start, end = (page - 1) * page_size, page * page_size
+        if sort == "name":
+            chosen = _window_by_name(items, start, end, descending)
+            stats = {name: stat_of(name) for name, _ in chosen}
+        elif sort == "type":
+            items.sort(
+                key=lambda i: (not i[1], kind_of(i[0], i[1]), i[0].lower()), reverse=descending
+            )
+            items.sort(key=lambda i: not i[1])  # folders first, stable
+            chosen = items[start:end]
             stats = {name: stat_of(name) for name, _ in chosen}
         else:
             stats = {name: stat_of(name) for name, _ in items}
@@ -206,7 +207,7 @@ class FileSpace:
                 return float(s.st_size if sort == "size" else s.st_mtime)
 
             items.sort(key=lambda i: (not i[1], value(i) * (-1 if descending else 1)))
-            chosen = items[(page - 1) * page_size : page * page_size]
+            chosen = items[start:end]
         entries = []
         for name, is_dir in chosen:
             s = stats.get(name)
@@ -439,6 +440,28 @@ class FileSpace:
                     shutil.rmtree(staging, ignore_errors=True)
         self._record("file.extract", zip_path, f"into={self.relative(target)} files={files}")
         return files
+
+
+def _window_by_name(
+    items: list[tuple[str, bool]], start: int, end: int, descending: bool
+) -> list[tuple[str, bool]]:
+    """Entries ``start:end`` of a listing ordered folders first, then by name (any case).
+
+    Only the requested window is ordered: for the first pages of a huge folder a partial
+    selection (heapq) replaces a full sort of every name.
+    """
+    folders = sorted((n for n, d in items if d), key=str.lower, reverse=descending)
+    files = [n for n, d in items if not d]
+    ordered: list[tuple[str, bool]] = [(n, True) for n in folders[start:end]]
+    need = end - len(folders)
+    if need > 0 and files:
+        if need * 4 < len(files):
+            pick = heapq.nlargest if descending else heapq.nsmallest
+            top = pick(need, files, key=str.lower)
+        else:
+            top = sorted(files, key=str.lower, reverse=descending)
+        ordered += [(n, False) for n in top[max(0, start - len(folders)) : need]]
+    return ordered
 
 
 class _ChunkPipe:

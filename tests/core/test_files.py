@@ -308,3 +308,26 @@ def test_no_operation_touches_anything_outside_the_root(
     after = {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(base.iterdir()) == [outside, root]  # nothing created beside the root
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.text("abcAB-_.0", min_size=1, max_size=4), unique=True, max_size=60),
+    folders=st.lists(st.booleans(), max_size=60),
+    page=st.integers(1, 8),
+    size=st.integers(1, 12),
+    descending=st.booleans(),
+)
+def test_the_partial_sort_equals_a_full_sort(
+    names: list[str], folders: list[bool], page: int, size: int, descending: bool
+) -> None:
+    from crispml.core.files import _window_by_name
+
+    items = [(n, folders[i] if i < len(folders) else False) for i, n in enumerate(names)]
+    dirs = sorted((n for n, d in items if d), key=str.lower, reverse=descending)
+    files = sorted((n for n, d in items if not d), key=str.lower, reverse=descending)
+    full = [(n, True) for n in dirs] + [(n, False) for n in files]
+    start, end = (page - 1) * size, page * size
+    got = _window_by_name(items, start, end, descending)
+    # Names equal under str.lower may come in either order; compare the case-folded keys.
+    assert [(n.lower(), d) for n, d in got] == [(n.lower(), d) for n, d in full[start:end]]

@@ -1,0 +1,78 @@
+"""The reusable file picker, through AppTest, on a real home folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from crispml import services as services_module
+from crispml.services import Services, bootstrap, build_services
+from crispml.settings import Settings
+from crispml.ui import context
+from tests.helpers import ADMIN_PASSWORD
+
+SCRIPT = """
+from crispml.ui import context
+from crispml.ui.widgets.file_picker import file_picker, picked_path
+context.require_login()
+value = file_picker("Dataset file", key="pick", extensions=(".csv",), folders={folders})
+if value:
+    import streamlit as st
+    st.text(str(picked_path(value)))
+"""
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[Services]:
+    s = build_services(Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD))
+    bootstrap(s)
+    services_module.install(s)
+    root = tmp_path / "home" / "users" / "admin" / "files"
+    (root / "datasets").mkdir(parents=True)
+    (root / "datasets" / "iris.csv").write_text("a\n1\n")
+    (root / "datasets" / "notes.txt").write_text("not a csv")
+    token = s.auth.login("admin", ADMIN_PASSWORD).token
+    context.use_token_source(lambda: token)
+    yield s
+    context.use_token_source(context.browser_token)
+    s.db.dispose()
+
+
+def test_pick_a_file_through_folders_with_a_filter(svc: Services, tmp_path: Path) -> None:
+    at = AppTest.from_string(SCRIPT.format(folders=False), default_timeout=30).run()
+    assert not at.exception
+    item = at.selectbox[0]
+    assert item.options == ["📁 datasets"]
+    item.select("datasets").run()
+    item = at.selectbox[0]
+    assert item.options == ["iris.csv"]  # notes.txt is filtered out
+    item.select("datasets/iris.csv").run()
+    assert at.session_state["pick"] == "~admin:datasets/iris.csv"
+    assert at.text[0].value.endswith("users/admin/files/datasets/iris.csv")
+    assert "Chosen: `datasets/iris.csv`" in at.caption[-1].value
+
+
+def test_pick_a_folder(svc: Services) -> None:
+    at = AppTest.from_string(SCRIPT.format(folders=True), default_timeout=30).run()
+    at.selectbox[0].select("datasets").run()
+    next(b for b in at.button if b.label == "Choose this folder").click().run()
+    assert at.session_state["pick"] == "~admin:datasets"
+
+
+def test_a_stale_or_foreign_value_is_refused(svc: Services) -> None:
+    at = AppTest.from_string(SCRIPT.format(folders=False), default_timeout=30)
+    at.session_state["pick"] = "~admin:../../secret_key"
+    at.run()
+    assert not at.exception
+    assert "not available any more" in at.warning[0].value
+    assert "'..' is not allowed" in at.warning[0].value
+    assert at.session_state["pick"] is None
+    at = AppTest.from_string(SCRIPT.format(folders=False), default_timeout=30)
+    at.session_state["pick"] = "~someone-else:data.csv"
+    at.run()
+    assert not at.exception
+    assert not at.text  # nothing resolved for a root this user may not read
+    assert at.session_state["pick"] is None
