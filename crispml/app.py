@@ -68,6 +68,8 @@ def build_parts(settings: Settings | None = None) -> AppParts:
         generated = bootstrap(services)
         if generated:
             announce_admin_password(settings, generated)
+        for note in services.jobs.recover():  # jobs whose supervisor died while we were down
+            log.warning(note)
         yield {}
         services.db.dispose()
 

@@ -30,6 +30,10 @@ project_app = typer.Typer(no_args_is_help=True, help="A user's projects.")
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(project_app, name="project")
+jobs_app = typer.Typer(
+    no_args_is_help=True, help="Background jobs (the same service as the pages)."
+)
+app.add_typer(jobs_app, name="jobs")
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="CRISPML_HOME for this command.", show_default=False)
@@ -224,6 +228,101 @@ def project_add(
             owner.id, ProjectFields(name, goal, success_criteria), actor=f"cli:{owner.username}"
         )
         typer.echo(f"Created project {project.id} '{project.name}' for {owner.username}.")
+
+
+# jobs --------------------------------------------------------------------------------------------
+
+
+def _job_line(job: Any) -> str:
+    outcome = job.signal or (str(job.exit_code) if job.exit_code is not None else "")
+    return f"{job.id}  {job.status:<9} {outcome:<8} {job.owner:<12} {job.name}"
+
+
+@jobs_app.command(
+    "submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def jobs_submit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="A name for the table.")] = "",
+    env: Annotated[str, typer.Option(help="The Python environment to run in.")] = "system",
+    kind: Annotated[str, typer.Option(help="training, script, ...")] = "script",
+    user: UserOption = None,
+) -> None:
+    """Run a command as a job: crispml jobs submit [--name N] -- COMMAND ARGS... (prints its id)."""
+    from crispml.core.jobs import JobSpec
+
+    argv = [a for a in ctx.args if a != "--"]
+    with _services() as services:
+        owner = services.resolve_user(user)
+        job = services.jobs.submit(owner.id, owner.username, JobSpec(argv, name, kind, env))
+        typer.echo(job.id)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    all_users: Annotated[bool, typer.Option("--all", help="Everyone's (admins).")] = False,
+    user: UserOption = None,
+) -> None:
+    """List jobs, newest first."""
+    with _services() as services:
+        owner = services.resolve_user(user)
+        jobs = services.jobs.history(None if all_users and owner.is_admin else owner.id, limit=200)
+        typer.echo(f"{'ID':<12}  {'STATUS':<9} {'CODE':<8} {'OWNER':<12} NAME")
+        for job in jobs:
+            typer.echo(_job_line(job))
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: str, user: UserOption = None) -> None:
+    """Show one job."""
+    with _services() as services:
+        owner = services.resolve_user(user)
+        job = services.jobs.get(owner.id, job_id, admin=owner.is_admin)
+        typer.echo(_job_line(job))
+        typer.echo(f"command: {job.argv}")
+        if job.error:
+            typer.echo(f"error:   {job.error}")
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job_id: str,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output.")
+    ] = False,
+    user: UserOption = None,
+) -> None:
+    """Print a job's output (stdout and stderr, in order)."""
+    import time
+
+    with _services() as services:
+        owner = services.resolve_user(user)
+        job = services.jobs.get(owner.id, job_id, admin=owner.is_admin)
+        path = services.jobs.log_path(job)
+        position = 0
+        while True:
+            if path.exists():
+                with path.open("rb") as f:
+                    f.seek(position)
+                    data = f.read()
+                    position = f.tell()
+                sys.stdout.write(data.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            if not follow or (
+                services.jobs.get(owner.id, job_id, admin=True).finished
+                and (not path.exists() or path.stat().st_size == position)
+            ):
+                break
+            time.sleep(0.5)
+
+
+@jobs_app.command("stop")
+def jobs_stop(job_id: str, user: UserOption = None) -> None:
+    """Stop a job (SIGTERM to its process group, SIGKILL after the grace period)."""
+    with _services() as services:
+        owner = services.resolve_user(user)
+        job = services.jobs.stop(owner.id, job_id, admin=owner.is_admin, actor=owner.username)
+        typer.echo(f"Stopping {job.id} ({job.status}).")
 
 
 def main() -> None:

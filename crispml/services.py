@@ -8,12 +8,14 @@ process but are not called by it.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
 from crispml.core.errors import Conflict, NotFound
 from crispml.core.files import FileService, SharedRootConfig, ZipLimits
+from crispml.core.jobs import JobRuntime, JobService, Limits
 from crispml.core.projects import ProjectFields, ProjectService
 from crispml.core.saved_work import SavedWorkService
 from crispml.core.workspace import WorkspaceService
@@ -34,6 +36,7 @@ class Services:
     workspace: WorkspaceService
     saved_work: SavedWorkService
     files: FileService
+    jobs: JobService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -76,6 +79,18 @@ def build_services(settings: Settings) -> Services:
             ],
             ZipLimits(settings.zip_max_entries, settings.zip_max_bytes),
             settings.max_upload_mb * 1_000_000,
+        ),
+        jobs=JobService(
+            JobRuntime(
+                db,
+                settings.home,
+                Limits(
+                    settings.jobs_max_concurrent or (os.cpu_count() or 2),
+                    settings.jobs_max_per_user,
+                    settings.jobs_stop_grace,
+                ),
+            ),
+            audit,
         ),
         secret_key=settings.load_secret_key(),
     )

@@ -112,6 +112,15 @@ class Settings(BaseSettings):
         default=(),
         description="Shared folders: name, path, read_roles, write_roles (TOML [[shared_roots]]).",
     )
+    jobs_max_concurrent: int = Field(
+        default=0, ge=0, description="Jobs running at once; 0 means the number of CPU cores."
+    )
+    jobs_max_per_user: int = Field(
+        default=0, ge=0, description="Jobs one user may run at once; 0 means no per-user limit."
+    )
+    jobs_stop_grace: float = Field(
+        default=10.0, gt=0, description="Seconds between SIGTERM and SIGKILL when stopping a job."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the server."
     )

@@ -1,0 +1,464 @@
+"""Jobs: long computations as separate OS processes, queued, watched, stoppable, recoverable.
+
+A job is launched through a supervisor process (crispml.core.supervisor) that detaches from the
+web server and records the job's life in the database. The scheduler keeps at most
+``max_concurrent`` jobs running (and ``max_per_user`` per user) and starts queued jobs in FIFO
+order; it runs under a lock shared by every process using the database, in the web server on
+submit and in each supervisor when its job ends, so the queue drains without a web server.
+Processes are identified by pid *and* start time, so a reused pid is never taken for a job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import psutil
+from sqlalchemy import func, select, update
+
+from crispml.core.audit import AuditLog
+from crispml.core.clock import Clock, utcnow
+from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.store.db import Database
+from crispml.store.locks import exclusive
+from crispml.store.tables import JobRow, UserRow
+
+Status = Literal["queued", "starting", "running", "succeeded", "failed", "stopped", "lost"]
+ACTIVE = ("queued", "starting", "running")
+LIVE = ("starting", "running")
+FINISHED = ("succeeded", "failed", "stopped", "lost")
+KINDS = ("training", "script", "environment build", "notebook server", "api server", "profile")
+SYSTEM_ENV = "system"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    argv: list[str]
+    name: str = ""
+    kind: str = "script"
+    env: str = SYSTEM_ENV
+    stdin_lines: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    owner: str
+    name: str
+    kind: str
+    argv: list[str]
+    env: str
+    workdir: str
+    status: str
+    exit_code: int | None
+    signal: str | None
+    error: str
+    pid: int | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    stdin_lines: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_concurrent: int = os.cpu_count() or 2
+    max_per_user: int = 0  # 0: no per-user limit
+    stop_grace: float = 10.0
+
+
+def _to_job(row: JobRow, owner: str) -> Job:
+    return Job(
+        row.id,
+        owner,
+        row.name,
+        row.kind,
+        json.loads(row.argv),
+        row.env,
+        row.workdir,
+        row.status,
+        row.exit_code,
+        row.signal,
+        row.error,
+        row.pid,
+        row.created_at,
+        row.started_at,
+        row.ended_at,
+        json.loads(row.stdin),
+        {"CRISPML_JOB_ID": row.id, "CRISPML_RUN_DIR": row.workdir},
+    )
+
+
+def same_process(pid: int | None, started: float | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` (not a reused pid)."""
+    if not pid or started is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        alive = proc.status() != psutil.STATUS_ZOMBIE
+        return bool(abs(proc.create_time() - started) < 0.05 and alive)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def start_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+class JobRuntime:
+    """What both the web server and the supervisors do to jobs' records and the queue."""
+
+    def __init__(self, db: Database, home: Path, limits: Limits, clock: Clock = utcnow) -> None:
+        self.db = db
+        self.home = home
+        self.limits = limits
+        self.stop_grace = limits.stop_grace
+        self._clock = clock
+
+    @classmethod
+    def from_url(cls, url: str, home: Path) -> JobRuntime:
+        limits = Limits(
+            int(os.environ.get("CRISPML_JOBS_MAX_CONCURRENT") or 0) or (os.cpu_count() or 2),
+            int(os.environ.get("CRISPML_JOBS_MAX_PER_USER") or 0),
+            float(os.environ.get("CRISPML_JOBS_STOP_GRACE") or 10),
+        )
+        return cls(Database(url), home, limits)
+
+    def workdir(self, job_id: str) -> Path:
+        return self.home / "runs" / job_id
+
+    def _job(self, job_id: str) -> Job:
+        with self.db.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"No job {job_id}.")
+            owner = s.get(UserRow, row.owner_id)
+            return _to_job(row, owner.username if owner else "?")
+
+    def claim(self, job_id: str, supervisor_pid: int) -> Job | None:
+        """The supervisor takes its job (starting), unless it was stopped while queued."""
+        with self.db.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is None or row.status != "starting":
+                return None
+            if row.stop_requested:  # stopped before it could start
+                row.status, row.error, row.ended_at = (
+                    "stopped",
+                    "stopped before start",
+                    self._clock(),
+                )
+                return None
+            row.supervisor_pid = supervisor_pid
+            row.supervisor_started = start_time(supervisor_pid)
+        return self._job(job_id)
+
+    def running(self, job_id: str, pid: int) -> None:
+        with self.db.session() as s:
+            s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(
+                    status="running", pid=pid, pid_started=start_time(pid), started_at=self._clock()
+                )
+            )
+
+    def finish(
+        self, job_id: str, status: str, code: int | None, sig: str | None, error: str
+    ) -> None:
+        with self.db.session() as s:
+            s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
+                .values(
+                    status=status, exit_code=code, signal=sig, error=error, ended_at=self._clock()
+                )
+            )
+
+    def stop_requested(self, job_id: str) -> bool:
+        with self.db.session() as s:
+            return bool(s.scalar(select(JobRow.stop_requested).where(JobRow.id == job_id)))
+
+    def schedule(self) -> int:
+        """Start queued jobs, oldest first, while the limits allow. Returns how many started."""
+        started = 0
+        with exclusive(self.db, "jobs"), self.db.session() as s:
+            live = list(s.execute(select(JobRow.owner_id).where(JobRow.status.in_(LIVE))).scalars())
+            per_user: dict[int, int] = {}
+            for owner in live:
+                per_user[owner] = per_user.get(owner, 0) + 1
+            free = self.limits.max_concurrent - len(live)
+            for row in s.scalars(
+                select(JobRow)
+                .where(JobRow.status == "queued")
+                .order_by(JobRow.created_at, JobRow.id)
+            ):
+                if free <= 0:
+                    break
+                if (
+                    self.limits.max_per_user
+                    and per_user.get(row.owner_id, 0) >= self.limits.max_per_user
+                ):
+                    continue
+                problem = self._precheck(row)
+                if problem:
+                    row.status, row.error, row.ended_at = "failed", problem, self._clock()
+                    continue
+                row.status = "starting"
+                s.flush()
+                self._launch(row.id)
+                per_user[row.owner_id] = per_user.get(row.owner_id, 0) + 1
+                free -= 1
+                started += 1
+        return started
+
+    def _precheck(self, row: JobRow) -> str:
+        """Problems that fail a job at once, with a message for its log and the table."""
+        workdir = Path(row.workdir)
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"The working folder {workdir} cannot be created: {exc.strerror or exc}."
+        message = ""
+        if row.env != SYSTEM_ENV:
+            message = f"The environment '{row.env}' does not exist."
+        if message:
+            with (workdir / "output.log").open("a") as log:
+                log.write(f"crispml: {message}\n")
+        return message
+
+    def _launch(self, job_id: str) -> None:
+        env = {
+            **os.environ,
+            "CRISPML_JOBS_MAX_CONCURRENT": str(self.limits.max_concurrent),
+            "CRISPML_JOBS_MAX_PER_USER": str(self.limits.max_per_user),
+            "CRISPML_JOBS_STOP_GRACE": str(self.limits.stop_grace),
+        }
+        with (self.workdir(job_id) / "supervisor.log").open("ab") as log:
+            launcher = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "crispml.core.supervisor",
+                    self.db.url,
+                    str(self.home),
+                    job_id,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=env,
+                close_fds=True,
+            )
+        launcher.wait()  # it exits at once: the real supervisor is its detached child
+
+
+class JobService:
+    """Jobs for the pages and the CLI: submit, list, stop, rerun, delete, logs, recover."""
+
+    def __init__(self, runtime: JobRuntime, audit: AuditLog, clock: Clock = utcnow) -> None:
+        self.runtime = runtime
+        self._db = runtime.db
+        self._audit = audit
+        self._clock = clock
+
+    def submit(self, owner_id: int, owner: str, spec: JobSpec) -> Job:
+        if not spec.argv or not all(isinstance(a, str) for a in spec.argv):
+            raise InvalidInput("A job needs a command: a program and its arguments.")
+        if any("\x00" in a for a in spec.argv):
+            raise InvalidInput("A command argument cannot contain a NUL byte.")
+        name = (spec.name or Path(spec.argv[0]).name)[:200]
+        job_id = uuid.uuid4().hex[:12]
+        workdir = self.runtime.workdir(job_id)
+        with self._db.session() as s:
+            s.add(
+                JobRow(
+                    id=job_id,
+                    owner_id=owner_id,
+                    name=name,
+                    kind=spec.kind,
+                    argv=json.dumps(spec.argv),
+                    env=spec.env,
+                    stdin=json.dumps(spec.stdin_lines),
+                    workdir=str(workdir),
+                    status="queued",
+                    created_at=self._clock(),
+                )
+            )
+            self._audit.add(s, owner, "job.submit", job_id, name)
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            (workdir / "command.json").write_text(
+                json.dumps(
+                    {"argv": spec.argv, "env": spec.env, "name": name, "kind": spec.kind}, indent=2
+                )
+            )
+        except OSError:
+            pass  # the scheduler fails the job with the reason
+        self.runtime.schedule()
+        return self.get(owner_id, job_id, admin=True)
+
+    def get(self, user_id: int, job_id: str, *, admin: bool = False) -> Job:
+        with self._db.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is None or (row.owner_id != user_id and not admin):
+                raise NotFound(f"No job {job_id}.")
+            owner = s.get(UserRow, row.owner_id)
+            return _to_job(row, owner.username if owner else "?")
+
+    def history(
+        self,
+        user_id: int | None,
+        *,
+        statuses: Iterable[str] = (),
+        kinds: Iterable[str] = (),
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Job]:
+        """Newest first; ``user_id=None`` lists everyone's (admins)."""
+        query = (
+            select(JobRow, UserRow.username)
+            .join(UserRow, UserRow.id == JobRow.owner_id)
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            .limit(limit)
+        )
+        if user_id is not None:
+            query = query.where(JobRow.owner_id == user_id)
+        if statuses := list(statuses):
+            query = query.where(JobRow.status.in_(statuses))
+        if kinds := list(kinds):
+            query = query.where(JobRow.kind.in_(kinds))
+        if since is not None:
+            query = query.where(JobRow.created_at >= since)
+        with self._db.session() as s:
+            return [_to_job(row, owner) for row, owner in s.execute(query)]
+
+    def count_active(self) -> int:
+        with self._db.session() as s:
+            return int(
+                s.scalar(select(func.count(JobRow.id)).where(JobRow.status.in_(ACTIVE))) or 0
+            )
+
+    def stop(self, user_id: int, job_id: str, *, admin: bool = False, actor: str = "") -> Job:
+        """Stop a job: a queued one at once; a running one through its supervisor (SIGTERM to
+        the job's process group, SIGKILL after the grace period)."""
+        self.get(user_id, job_id, admin=admin)
+        with self._db.session() as s:
+            row = s.get(JobRow, job_id)
+            assert row is not None
+            if row.status in FINISHED:
+                raise Conflict(f"Job {job_id} has already ended ({row.status}).")
+            row.stop_requested = True
+            if row.status == "queued":
+                row.status, row.error, row.ended_at = (
+                    "stopped",
+                    "stopped while queued",
+                    self._clock(),
+                )
+            supervisor = (row.supervisor_pid, row.supervisor_started)
+            job = (row.pid, row.pid_started)
+            self._audit.add(s, actor, "job.stop", job_id)
+        if same_process(*supervisor):
+            os.kill(supervisor[0], signal.SIGTERM)  # type: ignore[arg-type]
+        elif same_process(*job):  # no supervisor: signal the job's group ourselves
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job[0], signal.SIGKILL)  # type: ignore[arg-type]
+        return self.get(user_id, job_id, admin=True)
+
+    def stop_all(self, user_id: int | None, *, actor: str) -> int:
+        jobs = self.history(user_id, statuses=ACTIVE)
+        for job in jobs:
+            with contextlib.suppress(Conflict):
+                self.stop(0, job.id, admin=True, actor=actor)
+        return len(jobs)
+
+    def rerun(self, user_id: int, job_id: str, *, admin: bool = False) -> Job:
+        old = self.get(user_id, job_id, admin=admin)
+        with self._db.session() as s:
+            owner = s.get(UserRow, user_id)
+        return self.submit(
+            user_id,
+            owner.username if owner else old.owner,
+            JobSpec(old.argv, old.name, old.kind, old.env, old.stdin_lines),
+        )
+
+    def delete(self, user_id: int, job_id: str, *, admin: bool = False, actor: str = "") -> None:
+        job = self.get(user_id, job_id, admin=admin)
+        if not job.finished:
+            raise Conflict(f"Job {job_id} is {job.status}: stop it before deleting it.")
+        with self._db.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is not None:
+                s.delete(row)
+            self._audit.add(s, actor, "job.delete", job_id)
+        shutil.rmtree(job.workdir, ignore_errors=True)
+
+    def log_path(self, job: Job) -> Path:
+        return Path(job.workdir) / "output.log"
+
+    def log_tail(self, job: Job, max_bytes: int = 64_000) -> str:
+        """The end of the job's log, read from the end of the file: cheap at any size."""
+        path = self.log_path(job)
+        try:
+            with path.open("rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - max_bytes))
+                data = f.read()
+        except FileNotFoundError:
+            return ""
+        text = data.decode("utf-8", "replace")
+        return text.split("\n", 1)[1] if size > max_bytes and "\n" in text else text
+
+    def recover(self) -> list[str]:
+        """At web-server start: jobs whose supervisor died without a final status are lost."""
+        notes = []
+        with self._db.session() as s:
+            for row in s.scalars(select(JobRow).where(JobRow.status.in_(LIVE))):
+                if same_process(row.supervisor_pid, row.supervisor_started):
+                    continue
+                if row.status == "starting" and row.supervisor_pid is None:
+                    age = (self._clock() - row.created_at).total_seconds()
+                    if age < 30:
+                        continue  # its supervisor may still be starting
+                reason = "its supervisor process ended without recording a result"
+                if same_process(row.pid, row.pid_started):
+                    reason += "; the job's processes were stopped"
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(row.pid or 0, signal.SIGKILL)
+                row.status, row.error, row.ended_at = "lost", reason, self._clock()
+                notes.append(f"job {row.id}: lost ({reason})")
+        self.runtime.schedule()
+        return notes
+
+    def usage(self, job: Job) -> tuple[float, int]:
+        """CPU percent and resident memory (bytes) of a running job and its children."""
+        if job.status != "running" or not job.pid:
+            return 0.0, 0
+        try:
+            proc = psutil.Process(job.pid)
+            procs = [proc, *proc.children(recursive=True)]
+            cpu = sum(p.cpu_percent(interval=None) for p in procs)
+            rss = sum(p.memory_info().rss for p in procs)
+            return cpu, rss
+        except psutil.Error:
+            return 0.0, 0
