@@ -26,6 +26,7 @@ from crispml.settings import Settings, load_settings
 from crispml.web.files import file_routes
 from crispml.web.gate import AuthGate, SecurityHeaders
 from crispml.web.health import Metrics, RequestCounter, health_routes
+from crispml.web.jobs import job_routes
 from crispml.web.login import LoginRoutes
 
 log = logging.getLogger("crispml")
@@ -77,6 +78,7 @@ def build_parts(settings: Settings | None = None) -> AppParts:
         *LoginRoutes(services).routes(),
         *health_routes(services, metrics),
         *file_routes(services),
+        *job_routes(services),
     ]
     middleware = [
         Middleware(SecurityHeaders),

@@ -18,7 +18,9 @@ import mimetypes
 import os
 import shutil
 import stat
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,6 +75,8 @@ def clean_relative(path: str) -> str:
     """A user-given path as clean '/'-separated parts; refuses escapes with a clear message."""
     if "\x00" in path:
         raise InvalidInput("A path cannot contain a NUL byte.")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        raise InvalidInput("A path cannot contain control characters (line breaks, tabs, ...).")
     if "\\" in path:
         raise InvalidInput("Use '/' to separate folders in a path.")
     if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
@@ -90,6 +94,8 @@ def check_name(name: str) -> str:
         raise InvalidInput("A name cannot be empty, '.' or '..'.")
     if "/" in clean or "\\" in clean or "\x00" in clean:
         raise InvalidInput("A name cannot contain '/', '\\' or NUL.")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in clean):
+        raise InvalidInput("A name cannot contain control characters (line breaks, tabs, ...).")
     if len(clean.encode()) > MAX_NAME:
         raise InvalidInput(f"A name has at most {MAX_NAME} bytes.")
     return clean
@@ -357,7 +363,15 @@ class FileSpace:
         self._record("file.upload", rel, f"bytes={written}")
         return rel
 
-    def write_path(self, folder: str, relative_name: str, data: bytes, *, max_bytes: int) -> str:
+    def write_path(
+        self,
+        folder: str,
+        relative_name: str,
+        data: bytes,
+        *,
+        max_bytes: int,
+        overwrite: bool = False,
+    ) -> str:
         """Write a file given with sub-folders ('a/b/c.csv', from a folder upload)."""
         rel = clean_relative(relative_name)
         if not rel:
@@ -370,7 +384,7 @@ class FileSpace:
                 self._writable()
                 real.mkdir()
             current = self.relative(self.resolve(self.relative(real)))
-        return self.write(current, name, [data], max_bytes=max_bytes, overwrite=True)
+        return self.write(current, name, [data], max_bytes=max_bytes, overwrite=overwrite)
 
     def extract_zip(self, zip_path: str, folder: str, limits: ZipLimits) -> int:
         """Extract an archive into ``folder``; all or nothing. Returns the number of files."""
@@ -409,8 +423,7 @@ class FileSpace:
                         ) from None
                     if rel:
                         plan.append((m, rel))
-                staging = target / f".extracting-{os.getpid()}"
-                staging.mkdir()
+                staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=target))
                 try:
                     written = files = 0
                     for m, rel in plan:
@@ -436,6 +449,17 @@ class FileSpace:
                         )
                     for p in staging.iterdir():
                         p.rename(target / p.name)
+                except (
+                    OSError,
+                    zipfile.BadZipFile,
+                    RuntimeError,
+                    NotImplementedError,
+                    zlib.error,
+                    EOFError,
+                ) as exc:
+                    # Damaged, encrypted or odd archives (an entry both file and folder, a name
+                    # too long): a readable refusal; the staging folder goes, nothing lands.
+                    raise InvalidInput(f"'{zip_path}' cannot be extracted: {exc}") from None
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
         self._record("file.extract", zip_path, f"into={self.relative(target)} files={files}")

@@ -9,6 +9,7 @@ import that is not crispml saved work, is of a newer schema, or is damaged chang
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,9 @@ from crispml.core.errors import Conflict, InvalidInput, NotFound
 from crispml.core.workspace import SCHEMA_VERSION, Unencodable, decode, encode
 from crispml.store.db import Database
 from crispml.store.tables import SavedWorkRow, UserRow
+
+# Saved work holds a project's values only ("ws." keys), never session internals.
+PROJECT_KEY_PATTERN = re.compile(r"^ws\.[A-Za-z0-9_.-]{1,150}$")
 
 FORMAT = "crispml-saved-work"
 MAX_NAME = 100
@@ -119,6 +123,8 @@ def parse_export(data: bytes) -> dict[str, Any]:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"The file is not crispml saved work (not valid JSON: {exc}).") from exc
+    except (RecursionError, ValueError) as exc:  # absurd nesting, numbers of 4300+ digits
+        raise InvalidInput(f"The file is damaged: it cannot be read ({exc}).") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InvalidInput("The file is not crispml saved work (no 'format' marker).")
     schema = doc.get("schema")
@@ -132,6 +138,9 @@ def parse_export(data: bytes) -> dict[str, Any]:
     values, refs = doc.get("values"), doc.get("refs", [])
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
         raise InvalidInput("The file is damaged: 'values' must map names to values.")
+    bad = [k for k in values if not PROJECT_KEY_PATTERN.fullmatch(k)]
+    if bad:
+        raise InvalidInput(f"The file is damaged: '{bad[0][:60]}' is not a workspace value name.")
     if not isinstance(refs, list) or not all(
         isinstance(r, dict)
         and {"kind", "id", "label"} <= r.keys()
@@ -142,7 +151,7 @@ def parse_export(data: bytes) -> dict[str, Any]:
     try:
         for value in values.values():
             encode(decode(json.dumps(value)))
-    except (Unencodable, ValueError, TypeError) as exc:
+    except (Unencodable, ValueError, TypeError, RecursionError) as exc:
         raise InvalidInput(f"The file is damaged: a value cannot be read ({exc}).") from exc
     if not isinstance(doc.get("name", ""), str) or not isinstance(doc.get("page", ""), str):
         raise InvalidInput("The file is damaged: 'name' and 'page' must be text.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ from crispml.store.tables import WorkspaceRow, WorkspaceValueRow
 from crispml.store.upsert import upsert
 
 SCHEMA_VERSION = 1
+# A stored key: the prefix of a project ("ws.") or user ("wsu.") value and a plain name.
+KEY_PATTERN = re.compile(r"^wsu?\.[A-Za-z0-9_.-]{1,150}$")
 USER_SCOPE = ""
 MAX_VALUE_BYTES = 1_000_000
 MAX_KEY_LENGTH = 200
@@ -83,11 +86,14 @@ _SCALARS = (str, int, bool, type(None))
 def encode(value: Any) -> str:
     """The stored text of a value; raises Unencodable for anything but plain data."""
     if type(value) in _SCALARS:  # the common case (text inputs, numbers): no tagging walk
-        text = json.dumps(value)
+        text = json.dumps(value)  # (floats, which may be NaN, take the path below)
         if len(text) > MAX_VALUE_BYTES:
             raise Unencodable(f"value larger than {MAX_VALUE_BYTES} bytes")
         return text
-    text = json.dumps(_tag(value), separators=(",", ":"), sort_keys=True, allow_nan=False)
+    try:
+        text = json.dumps(_tag(value), separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except ValueError as exc:  # NaN or infinity
+        raise Unencodable(str(exc)) from None
     if len(text) > MAX_VALUE_BYTES:
         raise Unencodable(f"value larger than {MAX_VALUE_BYTES} bytes")
     return text

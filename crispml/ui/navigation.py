@@ -9,8 +9,9 @@ import streamlit as st
 
 from crispml.core.auth import AuthSession
 from crispml.ui import context, workspace
-from crispml.ui.views import account, admin, business, files, saved_work
+from crispml.ui.views import account, admin, business, files, jobs, saved_work
 from crispml.ui.views.upcoming import not_built_page
+from crispml.ui.widgets import process_table
 from crispml.web.login import logout_token
 
 
@@ -74,13 +75,7 @@ PAGES: tuple[PageSpec, ...] = (
         "Serve registered models behind a REST API with API keys.",
     ),
     PageSpec("Workspace", "Files", "files", ":material/folder:", files.render),
-    _upcoming(
-        "Workspace",
-        "Jobs",
-        "jobs",
-        ":material/memory:",
-        "Watch and stop long-running jobs in the process table.",
-    ),
+    PageSpec("Workspace", "Jobs", "jobs", ":material/memory:", jobs.render),
     PageSpec("Workspace", "Saved work", "saved-work", ":material/bookmark:", saved_work.render),
     _upcoming(
         "Workspace",
@@ -148,3 +143,4 @@ def sidebar(auth: AuthSession) -> None:
         )
         st.html(f'<a class="crispml-logout" href="/logout?t={link}" target="_self">Log out</a>')
         workspace.changed_elsewhere_notice(auth.user.id)
+        process_table.compact()

@@ -28,7 +28,14 @@ from typing import Any
 import streamlit as st
 
 from crispml.core.saved_work import ArtifactRef, LoadResult, Snapshot
-from crispml.core.workspace import USER_SCOPE, Unencodable, decode, encode, project_scope
+from crispml.core.workspace import (
+    KEY_PATTERN,
+    USER_SCOPE,
+    Unencodable,
+    decode,
+    encode,
+    project_scope,
+)
 from crispml.ui import context
 
 PROJECT_PREFIX = "ws."
@@ -44,6 +51,7 @@ _BASELINE = "_crispml.ws.baseline"
 _SCOPE = "_crispml.ws.scope"
 _STALE = "_crispml.ws.stale"
 _RELOAD = "_crispml.ws.reload"
+_DIRTY = "_crispml.ws.dirty"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,150}$")
 
 
@@ -75,6 +83,16 @@ def default(state_key: str, value: Any) -> None:
                 baseline[state_key] = encode(value)
 
 
+def set_value(state_key: str, value: Any) -> None:
+    """Change a bound value from page code during a run (callbacks may simply assign).
+
+    Keys first seen at the end of a run count as widget defaults; a value set here is a change
+    and is saved even if the page reruns or stops right after.
+    """
+    st.session_state[state_key] = value
+    st.session_state.setdefault(_DIRTY, set()).add(state_key)
+
+
 def _bound(k: object) -> bool:
     return isinstance(k, str) and k.startswith((PROJECT_PREFIX, USER_PREFIX))
 
@@ -84,8 +102,12 @@ def _scope_of(k: str) -> str:
 
 
 def _apply(values: dict[str, str]) -> None:
-    for k, text in values.items():
-        st.session_state[k] = decode(text)
+    """Put stored values into session state: only well-formed workspace keys, ever."""
+    for k, text in list(values.items()):
+        if KEY_PATTERN.fullmatch(k):
+            st.session_state[k] = decode(text)
+        else:
+            del values[k]
 
 
 def _valid_project(user_id: int, chosen: object) -> int | None:
@@ -162,9 +184,11 @@ _BOUND = (USER_PREFIX, PROJECT_PREFIX)
 def note_defaults() -> None:
     """End of a run that already wrote: remember bound keys first seen in it as defaults."""
     baseline = st.session_state.get(_BASELINE)
+    dirty = st.session_state.get(_DIRTY, set())
     if isinstance(baseline, dict):
         for k, text in current_values(_BOUND).items():
-            baseline.setdefault(k, text)
+            if k not in dirty:
+                baseline.setdefault(k, text)
 
 
 def autosave(user_id: int, *, end_of_run: bool = False) -> bool:
@@ -177,10 +201,11 @@ def autosave(user_id: int, *, end_of_run: bool = False) -> bool:
     if _REVISION not in state:
         return False
     baseline: dict[str, str] = state[_BASELINE]
+    dirty: set[str] = state.get(_DIRTY, set())
     changes: dict[str, dict[str, str]] = {}
     for k, text in current_values(_BOUND).items():
         known = baseline.get(k)
-        if known is None and end_of_run:
+        if known is None and end_of_run and k not in dirty:
             baseline[k] = text
         elif known != text:
             changes.setdefault(_scope_of(k), {})[k] = text
@@ -191,6 +216,7 @@ def autosave(user_id: int, *, end_of_run: bool = False) -> bool:
     )
     for values in changes.values():
         baseline.update(values)
+    dirty.clear()
     state[_REVISION] = saved.revision
     if saved.others_wrote:
         state[_STALE] = True

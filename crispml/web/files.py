@@ -2,10 +2,11 @@
 
 Security note: the auth gate has already required a login. Here every request is checked
 against the roots the user may reach (own files; others' for admins; shared roots by role), and
-every path is confined by crispml.core.files. Files that a browser would run as active content in
-our origin (HTML, SVG, XML, XHTML) are served under ``Content-Security-Policy: sandbox`` (a unique
-origin, no scripts), and every file with ``X-Content-Type-Options: nosniff``. A folder is served
-only as a zip stream (``?zip=1``).
+every path is confined by crispml.core.files. Only an allow-list of passive types (text, JSON,
+raster images, PDF) is shown inline, typed from our own table; everything else (HTML, SVG, any
+XML flavour, unknown types) is served as a download. Every response but PDF also carries
+``Content-Security-Policy: sandbox`` (a unique origin, no scripts), and all carry
+``X-Content-Type-Options: nosniff``. A folder is served only as a zip stream (``?zip=1``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,25 @@ from starlette.routing import Route
 
 from crispml.core.auth import AuthSession
 from crispml.core.errors import CrispmlError, InvalidInput, NotFound, PermissionDenied
-from crispml.core.files import content_type
 from crispml.services import Services
 
-ACTIVE_TYPES = (
-    "text/html",
-    "image/svg+xml",
-    "application/xhtml+xml",
-    "text/xml",
-    "application/xml",
-)
+# Types a browser may show inline from our origin: our own table, not the host's mime.types.
+# Anything else (HTML, SVG, every XML flavour, scripts, unknown types) is a download, and every
+# response but PDF carries a sandboxing CSP as a second line of defence.
+_TEXT = "text/plain; charset=utf-8"
+INLINE_TYPES = {
+    **dict.fromkeys(
+        ["txt", "log", "md", "py", "csv", "tsv", "jsonl", "yaml", "yml", "toml"], _TEXT
+    ),
+    "json": "application/json",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "pdf": "application/pdf",
+}
 SANDBOX = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 
 
@@ -43,8 +53,9 @@ def _error(status: int, message: str) -> HTMLResponse:
 
 
 def disposition(kind: str, name: str) -> str:
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "")
-    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+    printable = "".join(c for c in name if c.isprintable())
+    ascii_name = printable.encode("ascii", "replace").decode().replace('"', "")
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(printable)}"
 
 
 def file_routes(services: Services) -> list[Route]:
@@ -72,14 +83,15 @@ def file_routes(services: Services) -> list[Route]:
                 media_type="application/zip",
                 headers={"content-disposition": disposition("attachment", name)},
             )
-        media = content_type(real.name)
-        download = request.query_params.get("download") == "1"
+        suffix = real.suffix.lower().lstrip(".")
+        inline = suffix in INLINE_TYPES and request.query_params.get("download") != "1"
+        media = INLINE_TYPES[suffix] if inline else "application/octet-stream"
         headers = {
-            "content-disposition": disposition("attachment" if download else "inline", real.name),
+            "content-disposition": disposition("inline" if inline else "attachment", real.name),
             "x-content-type-options": "nosniff",
             "cache-control": "private, no-store",
         }
-        if media.split(";")[0] in ACTIVE_TYPES:
+        if suffix != "pdf":  # Chromium's PDF viewer does not run under a sandbox CSP
             headers["content-security-policy"] = SANDBOX
         return FileResponse(real, media_type=media, headers=headers)
 

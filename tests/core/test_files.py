@@ -130,6 +130,39 @@ def test_listing_sorts_pages_and_filters(space: FileSpace) -> None:
         space.listing("notes.txt")
 
 
+@pytest.mark.parametrize("name", ["a\rb", "line\nbreak", "tab\there", "del\x7f"])
+def test_control_characters_are_refused(space: FileSpace, name: str) -> None:
+    with pytest.raises(InvalidInput, match="control characters"):
+        space.mkdir("", name)
+    with pytest.raises(InvalidInput, match="control characters"):
+        space.resolve(name)
+
+
+def test_damaged_or_odd_archives_are_refused_readably(space: FileSpace) -> None:
+    both = io.BytesIO()
+    with zipfile.ZipFile(both, "w") as z:
+        z.writestr("a", b"file")
+        z.writestr("a/b", b"and folder")
+    good = make_zip({"data.csv": b"x" * 1000})
+    corrupt = bytearray(good)
+    offset = corrupt.index(b"x" * 100)
+    corrupt[offset : offset + 10] = b"y" * 10  # a bad CRC, found only while extracting
+    for name, data in {"both.zip": both.getvalue(), "crc.zip": bytes(corrupt)}.items():
+        put(space, name, data)
+        space.mkdir("", f"t-{name}")
+        with pytest.raises(InvalidInput, match="cannot be extracted"):
+            space.extract_zip(name, f"t-{name}", ZipLimits())
+        assert list((space.root.path / f"t-{name}").iterdir()) == []
+
+
+def test_upload_does_not_replace_a_file_unless_asked(space: FileSpace) -> None:
+    space.write_path("", "data.csv", b"first", max_bytes=100)
+    with pytest.raises(Conflict, match="already exists"):
+        space.write_path("", "data.csv", b"second", max_bytes=100)
+    space.write_path("", "data.csv", b"second", max_bytes=100, overwrite=True)
+    assert space.read_head("data.csv") == b"second"
+
+
 def test_upload_limit_and_no_half_written_file(space: FileSpace) -> None:
     with pytest.raises(InvalidInput, match="larger than the 0 MB limit"):
         space.write("", "big.bin", [b"x" * 600, b"x" * 600], max_bytes=1000)

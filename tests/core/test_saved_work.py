@@ -191,6 +191,17 @@ def _export(**changes: object) -> bytes:
         (_export(values={"ws.x": {"$date": "not a date"}}), "a value cannot be read"),
         (_export(refs=[{"kind": "project"}]), "'refs' must list"),
         (_export(name=""), "needs a name"),
+        (_export(values={"_crispml.ws.reload": True}), "not a workspace value name"),
+        (_export(values={"crumb-root": True}), "not a workspace value name"),
+        (_export(values={"wsu.page": "files"}), "not a workspace value name"),
+        (_export(values={"ws." + "k" * 300: 1}), "not a workspace value name"),
+        (b"[" * 100_000 + b"]" * 100_000, "cannot be read|not valid JSON"),
+        (
+            b'{"format": "crispml-saved-work", "schema": 1, "values": {"ws.n": '
+            + b"9" * 5000
+            + b"}}",
+            "cannot be read",
+        ),
     ],
 )
 def test_bad_imports_change_nothing(

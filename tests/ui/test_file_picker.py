@@ -76,3 +76,30 @@ def test_a_stale_or_foreign_value_is_refused(svc: Services) -> None:
     assert not at.exception
     assert not at.text  # nothing resolved for a root this user may not read
     assert at.session_state["pick"] is None
+
+
+def test_a_choice_set_by_the_picker_is_saved_in_the_workspace(svc: Services) -> None:
+    """The picker sets its value in the run (not in a callback); it must still be saved."""
+    script = (
+        "from crispml.ui import context, workspace as ws\n"
+        "from crispml.ui.widgets.file_picker import file_picker\n"
+        "a = context.require_login()\nws.restore(a.user.id)\nwrote = ws.autosave(a.user.id)\n"
+        "try:\n    file_picker('Data', key=ws.key('data.source'), extensions=('.csv',))\n"
+        "finally:\n    (ws.note_defaults() if wrote else ws.autosave(a.user.id, end_of_run=True))\n"
+    )
+    at = AppTest.from_string(script, default_timeout=30).run()
+    at.selectbox[0].select("datasets").run()
+    at.selectbox[0].select("datasets/iris.csv").run()
+    again = AppTest.from_string(script, default_timeout=30).run()  # a new session
+    assert again.session_state["ws.data.source"] == "~admin:datasets/iris.csv"
+
+
+def test_a_dotted_folder_is_reopened_whole(svc: Services, tmp_path: Path) -> None:
+    root = tmp_path / "home" / "users" / "admin" / "files"
+    (root / "data.v2").mkdir()
+    (root / "data.v2" / "x.csv").write_text("a\n")
+    at = AppTest.from_string(SCRIPT.format(folders=False), default_timeout=30)
+    at.session_state["pick"] = "~admin:data.v2/x.csv"
+    at.run()
+    assert not at.warning
+    assert at.selectbox[0].options == ["x.csv"]  # opened data.v2, not "datav2"

@@ -80,14 +80,14 @@ def current_folder(space: FileSpace) -> str:
 
 
 def _go(folder: str) -> None:
-    st.session_state[FOLDER] = folder
+    ws.set_value(FOLDER, folder)
     st.session_state[PAGE] = 1
     st.session_state.pop("files.table", None)
     st.session_state.pop(ITEM, None)
 
 
 def _choose_root(root_id: str) -> None:
-    st.session_state[ROOT] = root_id
+    ws.set_value(ROOT, root_id)
     _go("")
 
 
@@ -167,6 +167,7 @@ def _upload(space: FileSpace, folder: str) -> None:
             key="files.uploads",
         )
         extract = st.checkbox("Extract zip archives here", key="files.extract")
+        overwrite = st.checkbox("Replace files that already exist", key="files.overwrite")
         if not st.form_submit_button("Upload", type="primary"):
             return
     if not uploads:
@@ -177,7 +178,11 @@ def _upload(space: FileSpace, folder: str) -> None:
     for i, upload in enumerate(uploads):
         try:
             rel = space.write_path(
-                folder, upload.name, upload.getvalue(), max_bytes=service.max_upload_bytes
+                folder,
+                upload.name,
+                upload.getvalue(),
+                max_bytes=service.max_upload_bytes,
+                overwrite=overwrite,
             )
             if extract and upload.name.lower().endswith(".zip"):
                 count = space.extract_zip(rel, folder, service.zip_limits)
@@ -187,6 +192,8 @@ def _upload(space: FileSpace, folder: str) -> None:
                 done.append(upload.name)
         except CrispmlError as exc:
             errors.append(f"{upload.name}: {exc}")
+        except OSError as exc:
+            errors.append(f"{upload.name}: could not be written ({exc.strerror or exc}).")
         progress.progress((i + 1) / len(uploads), text=f"Uploaded {i + 1} of {len(uploads)}")
     progress.empty()
     for message in errors:

@@ -69,7 +69,11 @@ def _table(items: list[SavedWorkInfo], everyone: bool) -> None:
 
 def _load(item: SavedWorkInfo) -> None:
     user = context.current_user()
-    result = context.services().saved_work.load(user.id, item.id)
+    try:
+        result = context.services().saved_work.load(user.id, item.id)
+    except CrispmlError as exc:  # deleted in another tab meanwhile
+        feedback.error(exc)
+        return
     fallback, _ = _current_project()
     ws.load_saved(user.id, item.id, result, fallback)
     st.session_state[MISSING_KEY] = result.missing
@@ -130,8 +134,12 @@ def _actions(item: SavedWorkInfo, own: bool) -> None:
             key=f"delete-saved-{item.id}",
             message=f"Delete the saved work '{item.name}'? This cannot be undone.",
         ):
-            service.delete(owner_id, item.id, actor=user.username)
-            feedback.done(f"Deleted '{item.name}'.")
+            try:
+                service.delete(owner_id, item.id, actor=user.username)
+            except CrispmlError as exc:
+                feedback.error(exc)
+            else:
+                feedback.done(f"Deleted '{item.name}'.")
 
 
 def _import() -> None:

@@ -22,6 +22,7 @@ import streamlit as st
 from crispml.core.errors import CrispmlError
 from crispml.core.files import FileSpace
 from crispml.ui import context
+from crispml.ui.workspace import set_value
 
 
 def _space(root_id: str) -> FileSpace:
@@ -58,11 +59,13 @@ def file_picker(
                 f"The earlier choice is not available any more: {exc}", icon=":material/warning:"
             )
             st.session_state[key] = value = None
-    at = st.session_state.get(nav_key) or (
-        (split(value)[0] + ":" + str(Path(split(value)[1]).parent).replace(".", "", 1))
-        if value and not folders
-        else (value or f"{roots[0].id}:")
-    )
+    if st.session_state.get(nav_key):
+        at = st.session_state[nav_key]
+    elif value and not folders:  # open the chosen file's folder
+        parent = str(Path(split(value)[1]).parent)
+        at = f"{split(value)[0]}:{'' if parent == '.' else parent}"
+    else:
+        at = value or f"{roots[0].id}:"
     root_id, folder = split(at)
     if root_id not in {r.id for r in roots}:
         root_id, folder = roots[0].id, ""
@@ -111,10 +114,10 @@ def file_picker(
             if entry.is_dir:
                 st.session_state[nav_key] = f"{root_id}:{entry.path}"
             else:
-                st.session_state[key] = f"{root_id}:{entry.path}"
+                set_value(key, f"{root_id}:{entry.path}")
             st.rerun()
         if folders and st.button("Choose this folder", key=f"{nav_key}.here"):
-            st.session_state[key] = f"{root_id}:{folder}"
+            set_value(key, f"{root_id}:{folder}")
             st.rerun()
         current = st.session_state.get(key)
         st.caption(f"Chosen: `{split(current)[1] or '/'}`" if current else "Nothing chosen yet.")

@@ -1,0 +1,136 @@
+"""Jobs: the live process table, submitting a command, history with filters, logs."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime, time, timedelta
+
+import streamlit as st
+
+from crispml.core.errors import CrispmlError
+from crispml.core.jobs import FINISHED, KINDS, Job, JobSpec
+from crispml.ui import context
+from crispml.ui import workspace as ws
+from crispml.ui.widgets import feedback, process_table
+from crispml.ui.widgets.confirm import confirm_button
+
+STATUSES = ["queued", "starting", "running", "succeeded", "failed", "stopped", "lost"]
+
+
+def _submit() -> None:
+    user = context.current_user()
+    line = str(st.session_state.get(ws.user_key("jobs.command"), ""))
+    try:
+        argv = shlex.split(line)  # tokenised only: the program runs without a shell
+    except ValueError as exc:
+        feedback.queue_error(f"The command cannot be read: {exc}.")
+        return
+    name = str(st.session_state.get(ws.user_key("jobs.name"), ""))
+    try:
+        job = context.services().jobs.submit(user.id, user.username, JobSpec(argv, name))
+    except CrispmlError as exc:
+        feedback.queue_error(exc)
+        return
+    feedback.queue(f"Submitted job {job.id} ({job.status}).")
+
+
+@st.fragment(run_every=timedelta(seconds=2))
+def _log(job_id: str) -> None:
+    user = context.current_user()
+    service = context.services().jobs
+    job = service.get(user.id, job_id, admin=user.is_admin)
+    st.code(service.log_tail(job, 20_000) or "(no output yet)", language=None, height=320)
+    if job.finished:
+        st.caption(f"Ended: {job.status}" + (f" · {job.error}" if job.error else ""))
+
+
+def _details(job: Job) -> None:
+    user = context.current_user()
+    service = context.services().jobs
+    st.markdown(f"**{job.name}** · `{job.id}` · {job.status}")
+    st.caption("Command: `" + " ".join(shlex.quote(a) for a in job.argv) + "`")
+    if job.error:
+        st.caption(f"Outcome: {job.error}")
+    _log(job.id)
+    link, rerun, delete = st.columns(3)
+    link.link_button(":material/download: Full log", f"/jobs/{job.id}/log")
+    if rerun.button(":material/replay: Rerun", key=f"rerun-{job.id}"):
+        new = service.rerun(user.id, job.id, admin=user.is_admin)
+        feedback.done(f"Submitted job {new.id} again.")
+    with delete:
+        if job.finished and confirm_button(
+            "Delete",
+            key=f"delete-job-{job.id}",
+            message=f"Delete job {job.id} with its folder and log?",
+        ):
+            service.delete(user.id, job.id, admin=user.is_admin, actor=user.username)
+            feedback.done(f"Deleted job {job.id}.")
+
+
+def render() -> None:
+    user = context.current_user()
+    st.title("Jobs")
+    st.caption(
+        "Long computations run as separate processes: they go on when you close the "
+        "browser and when the web server restarts."
+    )
+    feedback.show_pending()
+    st.subheader("Running and queued")
+    process_table.full()
+
+    with st.expander("Run a command as a job", icon=":material/terminal:"):
+        st.text_input(
+            "Command", key=ws.user_key("jobs.command"), placeholder="python train.py --epochs 10"
+        )
+        st.text_input("Name (optional)", key=ws.user_key("jobs.name"))
+        st.button("Submit", type="primary", on_click=_submit)
+
+    st.subheader("History")
+    f1, f2, f3 = st.columns(3)
+    statuses = f1.multiselect("Status", STATUSES, key=ws.user_key("jobs.filter_status"))
+    kinds = f2.multiselect("Kind", list(KINDS), key=ws.user_key("jobs.filter_kind"))
+    since = f3.date_input("Since", value=None, key="jobs.filter_since")
+    start = datetime.combine(since, time(), UTC) if since else None
+    jobs = context.services().jobs.history(
+        None if user.is_admin else user.id,
+        statuses=statuses,
+        kinds=kinds,
+        since=start,
+        limit=1000,
+    )
+    if not jobs:
+        st.info(
+            "No jobs match." if statuses or kinds or since else "No jobs yet.",
+            icon=":material/info:",
+        )
+        return
+    st.dataframe(
+        [
+            {
+                "Id": j.id,
+                "Name": j.name,
+                "Owner": j.owner,
+                "Kind": j.kind,
+                "Status": j.status,
+                "Exit": j.signal or ("" if j.exit_code is None else j.exit_code),
+                "Created (UTC)": f"{j.created_at:%Y-%m-%d %H:%M:%S}",
+                "Duration": process_table.duration(j),
+            }
+            for j in jobs
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    labels = {j.id: f"{j.name} ({j.id}, {j.status})" for j in jobs}
+    chosen = st.selectbox(
+        "Job details",
+        list(labels),
+        index=None,
+        format_func=labels.__getitem__,
+        placeholder="Choose a job",
+        key="jobs.chosen",
+    )
+    if chosen:
+        _details(next(j for j in jobs if j.id == chosen))
+    finished = sum(j.status in FINISHED for j in jobs)
+    st.caption(f"{len(jobs)} job(s), {finished} finished.")

@@ -1,0 +1,102 @@
+"""The process table: live jobs with CPU and memory, stop per job and stop all.
+
+Both versions refresh themselves with ``st.fragment(run_every=...)``: only the table reruns,
+not the page. ``compact`` goes in the sidebar; ``full`` on the Jobs page.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+
+from crispml.core.errors import CrispmlError
+from crispml.core.jobs import ACTIVE, Job
+from crispml.ui import context
+from crispml.ui.widgets import feedback
+from crispml.ui.widgets.confirm import confirm_button
+
+REFRESH = timedelta(seconds=2)
+
+
+def duration(job: Job) -> str:
+    if job.started_at is None:
+        return ""
+    end = job.ended_at or datetime.now(UTC)
+    seconds = int((end - job.started_at).total_seconds())
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _visible_jobs(statuses: tuple[str, ...] = ACTIVE) -> list[Job]:
+    user = context.current_user()
+    return context.services().jobs.history(
+        None if user.is_admin else user.id, statuses=statuses, limit=200
+    )
+
+
+@st.fragment(run_every=REFRESH)
+def compact() -> None:
+    """The sidebar's view: my (admins: all) running and queued jobs."""
+    jobs = _visible_jobs()
+    if not jobs:
+        st.caption(":material/memory: No jobs running.")
+        return
+    st.caption(f":material/memory: {len(jobs)} job{'s' if len(jobs) != 1 else ''} active")
+    for job in jobs[:8]:
+        st.caption(
+            f"{'▶' if job.status == 'running' else '…'} {job.name} · {job.status} · {duration(job)}"
+        )
+
+
+@st.fragment(run_every=REFRESH)
+def full() -> None:
+    """The Jobs page's live table: name, owner, status, started, duration, CPU %, memory."""
+    user = context.current_user()
+    service = context.services().jobs
+    jobs = _visible_jobs()
+    if not jobs:
+        st.info(
+            "No job is running or queued. Submit one below, or train a model.",
+            icon=":material/info:",
+        )
+        return
+    rows = []
+    for job in jobs:
+        cpu, rss = service.usage(job)
+        rows.append(
+            {
+                "Id": job.id,
+                "Name": job.name,
+                "Owner": job.owner,
+                "Status": job.status,
+                "Started (UTC)": f"{job.started_at:%H:%M:%S}" if job.started_at else "",
+                "Duration": duration(job),
+                "CPU %": round(cpu, 1),
+                "Memory (MB)": round(rss / 1e6, 1),
+            }
+        )
+    st.dataframe(rows, hide_index=True, width="stretch")
+    labels = {j.id: f"{j.name} ({j.id}, {j.status})" for j in jobs}
+    chosen = st.selectbox(
+        "Job", list(labels), format_func=labels.__getitem__, key="jobs.live_choice"
+    )
+    stop_col, all_col = st.columns(2)
+    with stop_col:
+        if chosen and confirm_button(
+            "Stop job",
+            key=f"stop-{chosen}",
+            message=f"Stop {labels[chosen]}? It gets SIGTERM, then SIGKILL after the grace period.",
+        ):
+            try:
+                service.stop(user.id, chosen, admin=user.is_admin, actor=user.username)
+            except CrispmlError as exc:
+                feedback.error(exc)
+            else:
+                st.toast(f"Stopping {labels[chosen]}.")
+    with all_col:
+        label = "Stop all jobs" if user.is_admin else "Stop all mine"
+        if confirm_button(
+            label, key="stop-all", message=f"Stop {len(jobs)} running and queued job(s)?"
+        ):
+            count = service.stop_all(None if user.is_admin else user.id, actor=user.username)
+            st.toast(f"Stopping {count} job(s).")
