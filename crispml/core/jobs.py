@@ -276,6 +276,7 @@ class JobService:
     """Jobs for the pages and the CLI: submit, list, stop, rerun, delete, logs, recover."""
 
     def __init__(self, runtime: JobRuntime, audit: AuditLog, clock: Clock = utcnow) -> None:
+        self._processes: dict[tuple[int, float], psutil.Process] = {}
         self.runtime = runtime
         self._db = runtime.db
         self._audit = audit
@@ -455,10 +456,22 @@ class JobService:
         if job.status != "running" or not job.pid:
             return 0.0, 0
         try:
-            proc = psutil.Process(job.pid)
-            procs = [proc, *proc.children(recursive=True)]
+            procs = [self._process(job.pid)]
+            procs += [self._process(c.pid) for c in procs[0].children(recursive=True)]
+            # cpu_percent compares with the previous call on the same Process object, so the
+            # objects are kept between refreshes of the table.
             cpu = sum(p.cpu_percent(interval=None) for p in procs)
             rss = sum(p.memory_info().rss for p in procs)
             return cpu, rss
         except psutil.Error:
             return 0.0, 0
+
+    def _process(self, pid: int) -> psutil.Process:
+        proc = psutil.Process(pid)
+        key = (pid, proc.create_time())
+        cached = self._processes.get(key)
+        if cached is None:
+            if len(self._processes) > 1000:
+                self._processes.clear()
+            cached = self._processes[key] = proc
+        return cached
