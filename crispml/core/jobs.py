@@ -155,17 +155,11 @@ class JobRuntime:
             return _to_job(row, owner.username if owner else "?")
 
     def claim(self, job_id: str, supervisor_pid: int) -> Job | None:
-        """The supervisor takes its job (starting), unless it was stopped while queued."""
+        """The supervisor records itself on its job (starting). A stop requested meanwhile is
+        honoured by the supervisor right after (see ``stop_requested``)."""
         with self.db.session() as s:
             row = s.get(JobRow, job_id)
             if row is None or row.status != "starting":
-                return None
-            if row.stop_requested:  # stopped before it could start
-                row.status, row.error, row.ended_at = (
-                    "stopped",
-                    "stopped before start",
-                    self._clock(),
-                )
                 return None
             row.supervisor_pid = supervisor_pid
             row.supervisor_started = start_time(supervisor_pid)
@@ -224,7 +218,7 @@ class JobRuntime:
                     continue
                 row.status = "starting"
                 s.flush()
-                self._launch(row.id)
+                self._launch(row)
                 per_user[row.owner_id] = per_user.get(row.owner_id, 0) + 1
                 free -= 1
                 started += 1
@@ -245,7 +239,16 @@ class JobRuntime:
                 log.write(f"crispml: {message}\n")
         return message
 
-    def _launch(self, job_id: str) -> None:
+    def _launch(self, row: JobRow) -> None:
+        job_id = row.id
+        launch = {
+            "argv": json.loads(row.argv),
+            "workdir": row.workdir,
+            "stdin": json.loads(row.stdin),
+            "environment": {"CRISPML_JOB_ID": row.id, "CRISPML_RUN_DIR": row.workdir},
+            "stop_grace": self.limits.stop_grace,
+        }
+        (self.workdir(job_id) / "launch.json").write_text(json.dumps(launch))
         env = {
             **os.environ,
             "CRISPML_JOBS_MAX_CONCURRENT": str(self.limits.max_concurrent),

@@ -1,0 +1,78 @@
+"""The process table in a real browser: it follows jobs without a page reload, and stops one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import log_in, settle, shot, wait_for_shell
+from tests.helpers import Server
+
+pytestmark = pytest.mark.e2e
+
+
+def submit(server: Server, name: str, seconds: int) -> str:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crispml",
+            "--home",
+            str(server.home),
+            "jobs",
+            "submit",
+            "--name",
+            name,
+            "--",
+            sys.executable,
+            "-c",
+            f"import time\nfor i in range({seconds}): print('step', i, flush=True); time.sleep(1)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=server.env(),
+    ).stdout.strip()
+
+
+def test_the_process_table_follows_and_stops_jobs(server: Server, new_page) -> None:
+    page = new_page()
+    page.goto(server.url + "/jobs")
+    log_in(page, server)
+    wait_for_shell(page)
+    expect(page.get_by_text("No job is running or queued.")).to_be_visible()
+    submit(server, "short-run", 4)
+    long_run = submit(server, "long-run", 120)
+    # The table refreshes itself (st.fragment run_every): no reload from here on.
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("2 jobs active")).to_be_visible()
+    expect(sidebar.get_by_text("long-run · running", exact=False)).to_be_visible()
+    shot(page, "jobs")
+    expect(sidebar.get_by_text("1 job active")).to_be_visible(timeout=30_000)  # short-run ended
+
+    settle(page)
+    page.get_by_role("button", name="Stop job").click()
+    page.get_by_role("button", name="Confirm").click()
+    expect(sidebar.get_by_text("No jobs running.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("No job is running or queued.")).to_be_visible()
+    status = subprocess.run(
+        [sys.executable, "-m", "crispml", "--home", str(server.home), "jobs", "status", long_run],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=server.env(),
+    ).stdout
+    assert "stopped" in status
+    assert "SIGTERM" in status
+    status = subprocess.run(
+        [sys.executable, "-m", "crispml", "--home", str(server.home), "jobs", "status", long_run],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=server.env(),
+    ).stdout
+    assert "stopped" in status
+    assert "SIGTERM" in status
