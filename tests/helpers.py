@@ -17,6 +17,7 @@ import httpx
 
 PG_ADMIN_URL = os.environ.get("CRISPML_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 ADMIN_PASSWORD = "tulip-meadow-4821"
+USER_PASSWORD = "lilac-harbor-93"
 
 
 def free_port() -> int:
@@ -105,6 +106,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+    def cli(self, *args: str, stdin: str = "") -> str:
+        """Run a ``crispml`` command on this server's home, as an operator would."""
+        return subprocess.run(
+            [sys.executable, "-m", "crispml", "--home", str(self.home), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=self.env(),
+            timeout=60,
+        ).stdout.strip()
+
+    def add_user(self, name: str, password: str = USER_PASSWORD) -> None:
+        self.cli("user", "add", name, "--password-stdin", stdin=password + "\n")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -3,8 +3,6 @@ download, delete; another user sees none of it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -83,23 +81,7 @@ def test_files_journey(server: Server, new_page, tmp_path: Path) -> None:
 def test_another_user_sees_only_their_own_files(server: Server, new_page) -> None:
     (server.home / "users/admin/files/private-report.txt").parent.mkdir(parents=True, exist_ok=True)
     (server.home / "users/admin/files/private-report.txt").write_text("secret")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crispml",
-            "--home",
-            str(server.home),
-            "user",
-            "add",
-            "ivan",
-            "--password-stdin",
-        ],
-        input="lilac-harbor-93\n",
-        text=True,
-        check=True,
-        env=server.env(),
-    )
+    server.add_user("ivan")
     page = new_page()
     page.goto(server.url + "/files")
     log_in(page, server, "ivan", "lilac-harbor-93")

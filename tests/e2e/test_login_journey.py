@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from playwright.sync_api import expect
 
@@ -79,23 +76,7 @@ def test_login_journey(server: Server, new_page) -> None:
 
 
 def test_lockout_message_in_the_browser(server: Server, new_page) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crispml",
-            "--home",
-            str(server.home),
-            "user",
-            "add",
-            "grace",
-            "--password-stdin",
-        ],
-        input="lilac-harbor-93\n",
-        text=True,
-        check=True,
-        env=server.env(),
-    )
+    server.add_user("grace")
     page = new_page()
     page.goto(server.url + "/login")
     for _ in range(5):
@@ -108,23 +89,7 @@ def test_lockout_message_in_the_browser(server: Server, new_page) -> None:
 
 
 def test_non_admin_sees_no_admin_section(server: Server, new_page) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crispml",
-            "--home",
-            str(server.home),
-            "user",
-            "add",
-            "heidi",
-            "--password-stdin",
-        ],
-        input="lilac-harbor-93\n",
-        text=True,
-        check=True,
-        env=server.env(),
-    )
+    server.add_user("heidi")
     page = new_page()
     page.goto(server.url + "/")
     log_in(page, server, "heidi", "lilac-harbor-93")

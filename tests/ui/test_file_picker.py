@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from crispml import services as services_module
-from crispml.services import Services, bootstrap, build_services
-from crispml.settings import Settings
-from crispml.ui import context
-from tests.helpers import ADMIN_PASSWORD
+from crispml.services import Services
 
 SCRIPT = """
 from crispml.ui import context
@@ -25,20 +20,12 @@ if value:
 """
 
 
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Services]:
-    s = build_services(Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD))
-    bootstrap(s)
-    services_module.install(s)
+@pytest.fixture(autouse=True)
+def files(svc: Services, tmp_path: Path) -> None:
     root = tmp_path / "home" / "users" / "admin" / "files"
     (root / "datasets").mkdir(parents=True)
     (root / "datasets" / "iris.csv").write_text("a\n1\n")
     (root / "datasets" / "notes.txt").write_text("not a csv")
-    token = s.auth.login("admin", ADMIN_PASSWORD).token
-    context.use_token_source(lambda: token)
-    yield s
-    context.use_token_source(context.browser_token)
-    s.db.dispose()
 
 
 def test_pick_a_file_through_folders_with_a_filter(svc: Services, tmp_path: Path) -> None:

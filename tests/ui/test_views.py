@@ -6,30 +6,16 @@ validates it through the real AuthService, exactly as with a browser cookie.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from crispml import services as services_module
 from crispml.core.projects import ProjectFields
-from crispml.services import Services, bootstrap, build_services
-from crispml.settings import Settings
+from crispml.services import Services
 from crispml.ui import context
 from tests.helpers import ADMIN_PASSWORD
 
 MAIN = str(Path(__file__).parents[2] / "crispml" / "ui" / "main.py")
-
-
-@pytest.fixture
-def app_services(tmp_path: Path) -> Iterator[Services]:
-    svc = build_services(Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD))
-    bootstrap(svc)
-    services_module.install(svc)
-    yield svc
-    context.use_token_source(context.browser_token)
-    svc.db.dispose()
 
 
 def login_as(svc: Services, username: str, password: str = ADMIN_PASSWORD) -> None:

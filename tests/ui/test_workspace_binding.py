@@ -5,32 +5,14 @@ Each ``AppTest`` is a new browser session: a refresh, a new tab or another brows
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from crispml import services as services_module
 from crispml.core.workspace import USER_SCOPE, encode
-from crispml.services import Services, bootstrap, build_services
-from crispml.settings import Settings
-from crispml.ui import context
-from tests.helpers import ADMIN_PASSWORD
+from crispml.services import Services
 
 MAIN = str(Path(__file__).parents[2] / "crispml" / "ui" / "main.py")
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Services]:
-    s = build_services(Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD))
-    bootstrap(s)
-    services_module.install(s)
-    token = s.auth.login("admin", ADMIN_PASSWORD).token
-    context.use_token_source(lambda: token)
-    yield s
-    context.use_token_source(context.browser_token)
-    s.db.dispose()
 
 
 def session() -> AppTest:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -27,23 +25,7 @@ def files(server: Server) -> Server:
     for name in ("feed.atom", "style.xsl", "data.rdf", "formula.mml", "news.rss", "page.xhtml"):
         (root / name).write_text('<x xmlns="http://www.w3.org/1999/xhtml"><script>1</script></x>')
     (root / "chart.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crispml",
-            "--home",
-            str(server.home),
-            "user",
-            "add",
-            "mallory",
-            "--password-stdin",
-        ],
-        input="lilac-harbor-93\n",
-        text=True,
-        check=True,
-        env=server.env(),
-    )
+    server.add_user("mallory")
     return server
 
 

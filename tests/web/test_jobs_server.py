@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,17 +16,8 @@ from tests.helpers import Server
 pytestmark = pytest.mark.server
 
 
-def cli(server: Server, *args: str, stdin: str = "") -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "crispml", "--home", str(server.home), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-        env=server.env(),
-        timeout=60,
-    )
-    return out.stdout.strip()
+def cli(server: Server, *args: str) -> str:
+    return server.cli(*args)
 
 
 def jobs_of(home: Path) -> dict[str, tuple[str, int | None]]:
@@ -72,7 +62,7 @@ def test_jobs_finish_after_the_web_server_is_killed(tmp_path: Path) -> None:
 
 
 def test_the_full_log_is_for_its_owner(server: Server) -> None:
-    cli(server, "user", "add", "olga", "--password-stdin", stdin="lilac-harbor-93\n")
+    server.add_user("olga")
     job_id = cli(server, "jobs", "submit", "--", sys.executable, "-c", "print('hello log')")
     time.sleep(3)
     with server.client() as client:

@@ -130,23 +130,7 @@ def test_login_without_a_valid_csrf_token_is_refused(server: Server) -> None:
 
 
 def test_wrong_password_then_lockout_message(server: Server) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crispml",
-            "--home",
-            str(server.home),
-            "user",
-            "add",
-            "carol",
-            "--password-stdin",
-        ],
-        input="lilac-harbor-93\n",
-        text=True,
-        check=True,
-        env=server.env(),
-    )
+    server.add_user("carol")
     with server.client() as client:
         for _ in range(4):
             wrong = server.login(client, "carol", "wrong-password")
@@ -214,18 +198,11 @@ def test_forged_and_expired_cookies_send_you_to_login(server: Server) -> None:
 
 
 def test_disabled_user_cookie_is_refused(server: Server) -> None:
-    run = [sys.executable, "-m", "crispml", "--home", str(server.home), "user"]
-    subprocess.run(
-        [*run, "add", "dave", "--password-stdin"],
-        input="lilac-harbor-93\n",
-        text=True,
-        check=True,
-        env=server.env(),
-    )
+    server.add_user("dave")
     with server.client() as client:
         assert server.login(client, "dave", "lilac-harbor-93").status_code == 303
         assert client.get("/", headers={"accept": "text/html"}).status_code == 200
-        subprocess.run([*run, "disable", "dave"], check=True, env=server.env())
+        server.cli("user", "disable", "dave")
         assert client.get("/", headers={"accept": "text/html"}).status_code == 303
         again = server.login(client, "dave", "lilac-harbor-93")
         assert "This account is disabled" in again.text
@@ -249,14 +226,7 @@ def test_logout_revokes_in_every_tab(server: Server) -> None:
 
 
 def test_metrics_are_for_admins_only(server: Server) -> None:
-    run = [sys.executable, "-m", "crispml", "--home", str(server.home), "user"]
-    subprocess.run(
-        [*run, "add", "erin", "--password-stdin"],
-        input="lilac-harbor-93\n",
-        text=True,
-        check=True,
-        env=server.env(),
-    )
+    server.add_user("erin")
     with server.client() as anonymous:
         assert anonymous.get("/metrics").status_code == 401
     with server.client() as user:
