@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
@@ -15,27 +14,8 @@ pytestmark = pytest.mark.e2e
 
 
 def submit(server: Server, name: str, seconds: int) -> str:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crispml",
-            "--home",
-            str(server.home),
-            "jobs",
-            "submit",
-            "--name",
-            name,
-            "--",
-            sys.executable,
-            "-c",
-            f"import time\nfor i in range({seconds}): print('step', i, flush=True); time.sleep(1)",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=server.env(),
-    ).stdout.strip()
+    code = f"import time\nfor i in range({seconds}): print('step', i, flush=True); time.sleep(1)"
+    return server.cli("jobs", "submit", "--name", name, "--", sys.executable, "-c", code)
 
 
 def test_the_process_table_follows_and_stops_jobs(server: Server, new_page) -> None:
@@ -58,21 +38,6 @@ def test_the_process_table_follows_and_stops_jobs(server: Server, new_page) -> N
     page.get_by_role("button", name="Confirm").click()
     expect(sidebar.get_by_text("No jobs running.")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("No job is running or queued.")).to_be_visible()
-    status = subprocess.run(
-        [sys.executable, "-m", "crispml", "--home", str(server.home), "jobs", "status", long_run],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=server.env(),
-    ).stdout
-    assert "stopped" in status
-    assert "SIGTERM" in status
-    status = subprocess.run(
-        [sys.executable, "-m", "crispml", "--home", str(server.home), "jobs", "status", long_run],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=server.env(),
-    ).stdout
+    status = server.cli("jobs", "status", long_run)
     assert "stopped" in status
     assert "SIGTERM" in status
