@@ -44,7 +44,29 @@ class AppParts:
     services: Services
 
     def app_kwargs(self) -> dict[str, Any]:
-        return {"routes": self.routes, "middleware": self.middleware, "lifespan": self.lifespan}
+        return {
+            "routes": self.routes,
+            "middleware": self.middleware,
+            "lifespan": self.lifespan,
+            "on_script_error": on_script_error,
+        }
+
+
+def on_script_error(exc: Exception) -> bool:
+    """An unexpected error in a page: a readable message with a reference, never a traceback
+    (the traceback goes to the server log under the same reference)."""
+    import secrets
+
+    import streamlit as st
+
+    reference = secrets.token_hex(4)
+    log.error("page error %s", reference, exc_info=exc)
+    st.error(
+        f"Something went wrong on this page (reference {reference}). Your work is saved: reload "
+        "the page or try again. If it keeps happening, give an admin the reference.",
+        icon=":material/error:",
+    )
+    return True  # the default display is replaced
 
 
 def announce_admin_password(settings: Settings, password: str) -> None:

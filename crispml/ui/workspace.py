@@ -83,6 +83,13 @@ def default(state_key: str, value: Any) -> None:
                 baseline[state_key] = encode(value)
 
 
+def ensure(state_key: str, kind: type, fallback: Any) -> None:
+    """Replace a restored value of the wrong type (an old or damaged workspace) with
+    ``fallback`` before the widget is created, so one bad value cannot break a page."""
+    if state_key in st.session_state and not isinstance(st.session_state[state_key], kind):
+        st.session_state[state_key] = fallback
+
+
 def set_value(state_key: str, value: Any) -> None:
     """Change a bound value from page code during a run (callbacks may simply assign).
 

@@ -138,3 +138,27 @@ def test_start_fresh_needs_confirmation(svc: Services) -> None:
     click(page, "Confirm")
     assert "Your workspace is fresh." in page.success[0].value
     assert session().text_input(key="wsu.business.new.name").value == ""
+
+
+def test_a_wrong_typed_stored_value_does_not_break_the_page(svc: Services) -> None:
+    admin = svc.auth.first_admin()
+    svc.workspace.save(
+        admin.id,
+        {USER_SCOPE: {"wsu.business.new.name": encode({"not": "text"})}},
+        writer="old version",
+        known_revision=0,
+    )
+    at = session()
+    assert not at.exception
+    assert at.text_input(key="wsu.business.new.name").value == ""
+
+
+def test_an_unexpected_page_error_shows_a_reference_not_a_traceback(svc: Services) -> None:
+    at = AppTest.from_string(
+        "from crispml.app import on_script_error\non_script_error(ValueError('boom'))\n",
+        default_timeout=30,
+    ).run()
+    message = at.error[0].value
+    assert message.startswith("Something went wrong on this page (reference ")
+    assert "boom" not in message
+    assert "Traceback" not in message

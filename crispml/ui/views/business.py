@@ -41,6 +41,8 @@ def _fields(keys: dict[str, str]) -> ProjectFields:
 
 
 def _inputs(keys: dict[str, str]) -> None:
+    for key in keys.values():
+        ws.ensure(key, str, "")
     st.text_input("Name", key=keys["name"], max_chars=120)
     st.text_area("Goal", key=keys["goal"], placeholder="What should the model make possible?")
     st.text_area(

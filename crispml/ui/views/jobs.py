@@ -79,6 +79,8 @@ def render() -> None:
     process_table.full()
 
     with st.expander("Run a command as a job", icon=":material/terminal:"):
+        ws.ensure(ws.user_key("jobs.command"), str, "")
+        ws.ensure(ws.user_key("jobs.name"), str, "")
         st.text_input(
             "Command", key=ws.user_key("jobs.command"), placeholder="python train.py --epochs 10"
         )

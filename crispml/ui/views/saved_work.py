@@ -184,6 +184,8 @@ def render() -> None:
 
     with st.container(border=True):
         st.markdown("**Save the current workspace**")
+        ws.ensure(NAME, str, "")
+        ws.ensure(DESCRIPTION, str, "")
         st.text_input("Name", key=NAME, max_chars=100)
         st.text_area("Description (optional)", key=DESCRIPTION, height=80)
         st.button("Save", type="primary", on_click=_save)
