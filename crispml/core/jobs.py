@@ -14,9 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,12 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-import psutil
 from sqlalchemy import func, select, update
 
 from crispml.core.audit import AuditLog
 from crispml.core.clock import Clock, utcnow
 from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.core.executors import Executor, JobHandle, LaunchRequest, load_executor, start_time
 from crispml.store.db import Database
 from crispml.store.locks import exclusive
 from crispml.store.tables import JobRow, UserRow
@@ -70,6 +67,7 @@ class Job:
     ended_at: datetime | None
     stdin_lines: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
+    handle: JobHandle | None = None
 
     @property
     def finished(self) -> bool:
@@ -102,37 +100,33 @@ def _to_job(row: JobRow, owner: str) -> Job:
         row.ended_at,
         json.loads(row.stdin),
         {"CRISPML_JOB_ID": row.id, "CRISPML_RUN_DIR": row.workdir},
+        handle_of(row),
     )
-
-
-def same_process(pid: int | None, started: float | None) -> bool:
-    """Whether ``pid`` is still the process that started at ``started`` (not a reused pid)."""
-    if not pid or started is None:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        alive = proc.status() != psutil.STATUS_ZOMBIE
-        return bool(abs(proc.create_time() - started) < 0.05 and alive)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def start_time(pid: int) -> float | None:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
 
 
 class JobRuntime:
     """What both the web server and the supervisors do to jobs' records and the queue."""
 
-    def __init__(self, db: Database, home: Path, limits: Limits, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        home: Path,
+        limits: Limits,
+        clock: Clock = utcnow,
+        executor: Executor | None = None,
+    ) -> None:
         self.db = db
         self.home = home
         self.limits = limits
         self.stop_grace = limits.stop_grace
         self._clock = clock
+        # The supervisor reads the limits from these variables when it schedules the queue.
+        limits_env = {
+            "CRISPML_JOBS_MAX_CONCURRENT": str(limits.max_concurrent),
+            "CRISPML_JOBS_MAX_PER_USER": str(limits.max_per_user),
+            "CRISPML_JOBS_STOP_GRACE": str(limits.stop_grace),
+        }
+        self.executor = executor or load_executor("local", db.url, home, limits_env)
 
     @classmethod
     def from_url(cls, url: str, home: Path) -> JobRuntime:
@@ -240,46 +234,33 @@ class JobRuntime:
         return message
 
     def _launch(self, row: JobRow) -> None:
-        job_id = row.id
-        launch = {
-            "argv": json.loads(row.argv),
-            "workdir": row.workdir,
-            "stdin": json.loads(row.stdin),
-            "environment": {"CRISPML_JOB_ID": row.id, "CRISPML_RUN_DIR": row.workdir},
-            "stop_grace": self.limits.stop_grace,
-        }
-        (self.workdir(job_id) / "launch.json").write_text(json.dumps(launch))
-        env = {
-            **os.environ,
-            "CRISPML_JOBS_MAX_CONCURRENT": str(self.limits.max_concurrent),
-            "CRISPML_JOBS_MAX_PER_USER": str(self.limits.max_per_user),
-            "CRISPML_JOBS_STOP_GRACE": str(self.limits.stop_grace),
-        }
-        with (self.workdir(job_id) / "supervisor.log").open("ab") as log:
-            launcher = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "crispml.core.supervisor",
-                    self.db.url,
-                    str(self.home),
-                    job_id,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                env=env,
-                close_fds=True,
+        self.executor.submit(
+            LaunchRequest(
+                job_id=row.id,
+                argv=json.loads(row.argv),
+                workdir=Path(row.workdir),
+                stdin_lines=json.loads(row.stdin),
+                environment={"CRISPML_JOB_ID": row.id, "CRISPML_RUN_DIR": row.workdir},
+                stop_grace=self.limits.stop_grace,
             )
-        launcher.wait()  # it exits at once: the real supervisor is its detached child
+        )
+
+
+def handle_of(row: JobRow) -> JobHandle:
+    return JobHandle(
+        row.id,
+        Path(row.workdir),
+        row.pid,
+        row.pid_started,
+        row.supervisor_pid,
+        row.supervisor_started,
+    )
 
 
 class JobService:
     """Jobs for the pages and the CLI: submit, list, stop, rerun, delete, logs, recover."""
 
     def __init__(self, runtime: JobRuntime, audit: AuditLog, clock: Clock = utcnow) -> None:
-        self._processes: dict[tuple[int, float], psutil.Process] = {}
         self.runtime = runtime
         self._db = runtime.db
         self._audit = audit
@@ -378,14 +359,9 @@ class JobService:
                     "stopped while queued",
                     self._clock(),
                 )
-            supervisor = (row.supervisor_pid, row.supervisor_started)
-            job = (row.pid, row.pid_started)
+            handle = handle_of(row)
             self._audit.add(s, actor, "job.stop", job_id)
-        if same_process(*supervisor):
-            os.kill(supervisor[0], signal.SIGTERM)  # type: ignore[arg-type]
-        elif same_process(*job):  # no supervisor: signal the job's group ourselves
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(job[0], signal.SIGKILL)  # type: ignore[arg-type]
+        self.runtime.executor.stop(handle)
         return self.get(user_id, job_id, admin=True)
 
     def stop_all(self, user_id: int | None, *, actor: str) -> int:
@@ -420,35 +396,25 @@ class JobService:
         return Path(job.workdir) / "output.log"
 
     def log_tail(self, job: Job, max_bytes: int = 64_000) -> str:
-        """The end of the job's log, read from the end of the file: cheap at any size."""
-        path = self.log_path(job)
-        try:
-            with path.open("rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - max_bytes))
-                data = f.read()
-        except FileNotFoundError:
-            return ""
-        text = data.decode("utf-8", "replace")
-        return text.split("\n", 1)[1] if size > max_bytes and "\n" in text else text
+        """The end of the job's log: cheap at any size."""
+        handle = job.handle or JobHandle(job.id, Path(job.workdir))
+        return self.runtime.executor.logs(handle, max_bytes)
 
     def recover(self) -> list[str]:
         """At web-server start: jobs whose supervisor died without a final status are lost."""
         notes = []
         with self._db.session() as s:
             for row in s.scalars(select(JobRow).where(JobRow.status.in_(LIVE))):
-                if same_process(row.supervisor_pid, row.supervisor_started):
+                executor = self.runtime.executor
+                if executor.alive(handle_of(row)):
                     continue
                 if row.status == "starting" and row.supervisor_pid is None:
                     age = (self._clock() - row.created_at).total_seconds()
                     if age < 30:
                         continue  # its supervisor may still be starting
                 reason = "its supervisor process ended without recording a result"
-                if same_process(row.pid, row.pid_started):
+                if executor.kill(handle_of(row)):
                     reason += "; the job's processes were stopped"
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(row.pid or 0, signal.SIGKILL)
                 row.status, row.error, row.ended_at = "lost", reason, self._clock()
                 notes.append(f"job {row.id}: lost ({reason})")
         self.runtime.schedule()
@@ -456,25 +422,6 @@ class JobService:
 
     def usage(self, job: Job) -> tuple[float, int]:
         """CPU percent and resident memory (bytes) of a running job and its children."""
-        if job.status != "running" or not job.pid:
+        if job.status != "running" or job.handle is None:
             return 0.0, 0
-        try:
-            procs = [self._process(job.pid)]
-            procs += [self._process(c.pid) for c in procs[0].children(recursive=True)]
-            # cpu_percent compares with the previous call on the same Process object, so the
-            # objects are kept between refreshes of the table.
-            cpu = sum(p.cpu_percent(interval=None) for p in procs)
-            rss = sum(p.memory_info().rss for p in procs)
-            return cpu, rss
-        except psutil.Error:
-            return 0.0, 0
-
-    def _process(self, pid: int) -> psutil.Process:
-        proc = psutil.Process(pid)
-        key = (pid, proc.create_time())
-        cached = self._processes.get(key)
-        if cached is None:
-            if len(self._processes) > 1000:
-                self._processes.clear()
-            cached = self._processes[key] = proc
-        return cached
+        return self.runtime.executor.usage(job.handle)

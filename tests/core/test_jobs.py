@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from crispml.core.jobs import JobRuntime, JobService, JobSpec, Limits, same_process
+from crispml.core.executors import same_process
+from crispml.core.jobs import JobRuntime, JobService, JobSpec, Limits
 from crispml.services import Services
 from crispml.store.tables import JobRow
 
@@ -204,3 +205,14 @@ def test_a_huge_log_is_read_from_its_tail(jobs: JobService, owner) -> None:
     assert time.perf_counter() - t < 0.1
     assert tail.endswith("the end\n")
     assert len(tail) <= 64_000
+
+
+def test_executors_are_entry_point_plugins(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    from crispml.core.executors import LocalExecutor, load_executor
+
+    assert "local" in {e.name for e in entry_points(group="crispml.executors")}
+    assert isinstance(load_executor("local", "sqlite://", tmp_path, {}), LocalExecutor)
+    with pytest.raises(ValueError, match="No job executor named 'ray'"):
+        load_executor("ray", "sqlite://", tmp_path, {})

@@ -1,0 +1,197 @@
+"""Where jobs run: the ``Executor`` protocol and the local implementation.
+
+The scheduler and the job service (crispml.core.jobs) decide *when* a job runs and keep its
+record; an executor decides *how*: it starts the job, stops it, reads its logs, says whether it
+is still watched (for recovery after a restart), and reports its resource use. Executors are
+found through the ``crispml.executors`` entry-point group, the built-in ``local`` one included,
+so a cluster backend (Ray) plugs in the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything an executor needs to start one job."""
+
+    job_id: str
+    argv: list[str]
+    workdir: Path
+    stdin_lines: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    stop_grace: float = 10.0
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """What the store knows of a started job, for stopping, logs, recovery and usage."""
+
+    job_id: str
+    workdir: Path
+    pid: int | None = None
+    pid_started: float | None = None
+    supervisor_pid: int | None = None
+    supervisor_started: float | None = None
+
+
+class Executor(Protocol):
+    name: str
+
+    def submit(self, request: LaunchRequest) -> None:
+        """Start the job; it records itself as running and, at the end, its outcome."""
+
+    def stop(self, handle: JobHandle) -> bool:
+        """Ask the job to stop (SIGTERM, then SIGKILL after the grace). False: nothing ran."""
+
+    def logs(self, handle: JobHandle, max_bytes: int) -> str:
+        """The end of the job's output, at most ``max_bytes``."""
+
+    def alive(self, handle: JobHandle) -> bool:
+        """Whether the job is still watched by something that will record its outcome."""
+
+    def kill(self, handle: JobHandle) -> bool:
+        """End a job nobody watches any more (recovery). True if something was killed."""
+
+    def usage(self, handle: JobHandle) -> tuple[float, int]:
+        """CPU percent and resident memory in bytes, of the job and its children."""
+
+
+def same_process(pid: int | None, started: float | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` (not a reused pid)."""
+    if not pid or started is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        alive = proc.status() != psutil.STATUS_ZOMBIE
+        return bool(abs(proc.create_time() - started) < 0.05 and alive)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def start_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+class LocalExecutor:
+    """Jobs as processes on this machine, each under a detached supervisor
+    (crispml.core.supervisor) that records its life in the database."""
+
+    name = "local"
+
+    def __init__(self, db_url: str, home: Path, env: dict[str, str] | None = None) -> None:
+        self._db_url = db_url
+        self._home = home
+        self._env = env or {}
+        self._processes: dict[tuple[int, float], psutil.Process] = {}
+
+    def submit(self, request: LaunchRequest) -> None:
+        launch = {
+            "argv": request.argv,
+            "workdir": str(request.workdir),
+            "stdin": request.stdin_lines,
+            "environment": request.environment,
+            "stop_grace": request.stop_grace,
+        }
+        (request.workdir / "launch.json").write_text(json.dumps(launch))
+        with (request.workdir / "supervisor.log").open("ab") as log:
+            launcher = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "crispml.core.supervisor",
+                    self._db_url,
+                    str(self._home),
+                    request.job_id,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env={**os.environ, **self._env},
+                close_fds=True,
+            )
+        launcher.wait()  # it exits at once: the real supervisor is its detached child
+
+    def stop(self, handle: JobHandle) -> bool:
+        if same_process(handle.supervisor_pid, handle.supervisor_started):
+            assert handle.supervisor_pid is not None
+            os.kill(handle.supervisor_pid, signal.SIGTERM)  # it escalates after the grace
+            return True
+        return self.kill(handle)  # no supervisor: signal the job's group ourselves
+
+    def kill(self, handle: JobHandle) -> bool:
+        if same_process(handle.pid, handle.pid_started):
+            assert handle.pid is not None
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(handle.pid, signal.SIGKILL)
+            return True
+        return False
+
+    def logs(self, handle: JobHandle, max_bytes: int) -> str:
+        """Read from the end of the file: cheap at any size."""
+        try:
+            with (handle.workdir / "output.log").open("rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - max_bytes))
+                data = f.read()
+        except FileNotFoundError:
+            return ""
+        text = data.decode("utf-8", "replace")
+        return text.split("\n", 1)[1] if size > max_bytes and "\n" in text else text
+
+    def alive(self, handle: JobHandle) -> bool:
+        return same_process(handle.supervisor_pid, handle.supervisor_started)
+
+    def usage(self, handle: JobHandle) -> tuple[float, int]:
+        if not same_process(handle.pid, handle.pid_started):
+            return 0.0, 0
+        try:
+            assert handle.pid is not None
+            procs = [self._process(handle.pid)]
+            procs += [self._process(c.pid) for c in procs[0].children(recursive=True)]
+            # cpu_percent compares with the previous call on the same Process object, so the
+            # objects are kept between refreshes of the table.
+            cpu = sum(p.cpu_percent(interval=None) for p in procs)
+            rss = sum(p.memory_info().rss for p in procs)
+            return cpu, rss
+        except psutil.Error:
+            return 0.0, 0
+
+    def _process(self, pid: int) -> psutil.Process:
+        proc = psutil.Process(pid)
+        key = (pid, proc.create_time())
+        cached = self._processes.get(key)
+        if cached is None:
+            if len(self._processes) > 1000:
+                self._processes.clear()
+            cached = self._processes[key] = proc
+        return cached
+
+
+def load_executor(name: str, db_url: str, home: Path, env: dict[str, str]) -> Executor:
+    """The executor registered under ``name`` in the ``crispml.executors`` entry points."""
+    for point in entry_points(group="crispml.executors"):
+        if point.name == name:
+            factory = point.load()
+            executor: Executor = factory(db_url, home, env)
+            return executor
+    if name == "local":  # running from a source tree without installed metadata
+        return LocalExecutor(db_url, home, env)
+    raise ValueError(f"No job executor named '{name}' is installed.")
