@@ -89,6 +89,8 @@ def build_services(settings: Settings) -> Services:
                     settings.jobs_max_per_user,
                     settings.jobs_stop_grace,
                 ),
+                executor_name=settings.jobs_executor,
+                executor_env={"CRISPML_RAY_ADDRESS": settings.ray_address},
             ),
             audit,
         ),

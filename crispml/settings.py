@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     jobs_stop_grace: float = Field(
         default=10.0, gt=0, description="Seconds between SIGTERM and SIGKILL when stopping a job."
     )
+    jobs_executor: str = Field(
+        default="local",
+        description="Where new jobs run: 'local' (processes here) or 'ray' (a Ray cluster, with "
+        "the ray extra); any executor installed in the crispml.executors entry points.",
+    )
+    ray_address: str = Field(
+        default="http://127.0.0.1:8265",
+        description="Address of the Ray head's dashboard, for jobs_executor = 'ray'.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the server."
     )

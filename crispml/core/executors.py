@@ -47,8 +47,20 @@ class JobHandle:
     supervisor_started: float | None = None
 
 
+@dataclass(frozen=True)
+class ExecutorStatus:
+    """What an executor reports of a job whose outcome it, not a supervisor, knows."""
+
+    status: str  # starting, running, succeeded, failed, stopped, or unknown
+    exit_code: int | None = None
+    message: str = ""
+
+
 class Executor(Protocol):
     name: str
+
+    def status(self, handle: JobHandle) -> ExecutorStatus | None:
+        """The job's state from the engine; None when the store is kept up to date already."""
 
     def submit(self, request: LaunchRequest) -> None:
         """Start the job; it records itself as running and, at the end, its outcome."""
@@ -93,6 +105,9 @@ class LocalExecutor:
     (crispml.core.supervisor) that records its life in the database."""
 
     name = "local"
+
+    def status(self, handle: JobHandle) -> ExecutorStatus | None:
+        return None  # the supervisor writes the job's life into the store itself
 
     def __init__(self, db_url: str, home: Path, env: dict[str, str] | None = None) -> None:
         self._db_url = db_url

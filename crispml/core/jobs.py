@@ -68,6 +68,7 @@ class Job:
     stdin_lines: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     handle: JobHandle | None = None
+    executor: str = "local"
 
     @property
     def finished(self) -> bool:
@@ -101,6 +102,7 @@ def _to_job(row: JobRow, owner: str) -> Job:
         json.loads(row.stdin),
         {"CRISPML_JOB_ID": row.id, "CRISPML_RUN_DIR": row.workdir},
         handle_of(row),
+        row.executor,
     )
 
 
@@ -114,6 +116,8 @@ class JobRuntime:
         limits: Limits,
         clock: Clock = utcnow,
         executor: Executor | None = None,
+        executor_name: str = "local",
+        executor_env: dict[str, str] | None = None,
     ) -> None:
         self.db = db
         self.home = home
@@ -126,7 +130,15 @@ class JobRuntime:
             "CRISPML_JOBS_MAX_PER_USER": str(limits.max_per_user),
             "CRISPML_JOBS_STOP_GRACE": str(limits.stop_grace),
         }
-        self.executor = executor or load_executor("local", db.url, home, limits_env)
+        self._executor_env = {**limits_env, **(executor_env or {})}
+        self.executor = executor or load_executor(executor_name, db.url, home, self._executor_env)
+        self._executors: dict[str, Executor] = {self.executor.name: self.executor}
+
+    def executor_for(self, name: str) -> Executor:
+        """The executor a job was started with (jobs keep theirs when the setting changes)."""
+        if name not in self._executors:
+            self._executors[name] = load_executor(name, self.db.url, self.home, self._executor_env)
+        return self._executors[name]
 
     @classmethod
     def from_url(cls, url: str, home: Path) -> JobRuntime:
@@ -234,7 +246,7 @@ class JobRuntime:
         return message
 
     def _launch(self, row: JobRow) -> None:
-        self.executor.submit(
+        self.executor_for(row.executor).submit(
             LaunchRequest(
                 job_id=row.id,
                 argv=json.loads(row.argv),
@@ -286,6 +298,7 @@ class JobService:
                     stdin=json.dumps(spec.stdin_lines),
                     workdir=str(workdir),
                     status="queued",
+                    executor=self.runtime.executor.name,
                     created_at=self._clock(),
                 )
             )
@@ -302,7 +315,35 @@ class JobService:
         self.runtime.schedule()
         return self.get(owner_id, job_id, admin=True)
 
+    def refresh(self) -> int:
+        """Copy the state of jobs run by an engine (Ray) into the store; returns how many
+        ended. On an ending, the full log is kept in runs/<id>/output.log."""
+        ended = 0
+        with self._db.session() as s:
+            rows = list(
+                s.scalars(select(JobRow).where(JobRow.status.in_(LIVE), JobRow.executor != "local"))
+            )
+            for row in rows:
+                executor = self.runtime.executor_for(row.executor)
+                state = executor.status(handle_of(row))
+                if state is None or state.status == "unknown":
+                    continue
+                if state.status == "running" and row.status == "starting":
+                    row.status, row.started_at = "running", self._clock()
+                elif state.status in FINISHED:
+                    log = executor.logs(handle_of(row), 50_000_000)
+                    with contextlib.suppress(OSError):
+                        (Path(row.workdir) / "output.log").write_text(log)
+                    row.status, row.ended_at = state.status, self._clock()
+                    row.error = state.message[:2000]
+                    row.exit_code = 0 if state.status == "succeeded" else state.exit_code
+                    ended += 1
+        if ended:
+            self.runtime.schedule()
+        return ended
+
     def get(self, user_id: int, job_id: str, *, admin: bool = False) -> Job:
+        self._refresh_engines()
         with self._db.session() as s:
             row = s.get(JobRow, job_id)
             if row is None or (row.owner_id != user_id and not admin):
@@ -320,6 +361,7 @@ class JobService:
         limit: int = 1000,
     ) -> list[Job]:
         """Newest first; ``user_id=None`` lists everyone's (admins)."""
+        self._refresh_engines()
         query = (
             select(JobRow, UserRow.username)
             .join(UserRow, UserRow.id == JobRow.owner_id)
@@ -336,6 +378,21 @@ class JobService:
             query = query.where(JobRow.created_at >= since)
         with self._db.session() as s:
             return [_to_job(row, owner) for row, owner in s.execute(query)]
+
+    def _refresh_engines(self) -> None:
+        if self.runtime.executor.name != "local" or self._has_engine_jobs():
+            self.refresh()
+
+    def _has_engine_jobs(self) -> bool:
+        with self._db.session() as s:
+            return (
+                s.scalar(
+                    select(JobRow.id)
+                    .where(JobRow.status.in_(LIVE), JobRow.executor != "local")
+                    .limit(1)
+                )
+                is not None
+            )
 
     def count_active(self) -> int:
         with self._db.session() as s:
@@ -359,9 +416,11 @@ class JobService:
                     "stopped while queued",
                     self._clock(),
                 )
-            handle = handle_of(row)
+            handle, executor = handle_of(row), row.executor
+            queued = row.status == "stopped"
             self._audit.add(s, actor, "job.stop", job_id)
-        self.runtime.executor.stop(handle)
+        if not queued:
+            self.runtime.executor_for(executor).stop(handle)
         return self.get(user_id, job_id, admin=True)
 
     def stop_all(self, user_id: int | None, *, actor: str) -> int:
@@ -398,14 +457,15 @@ class JobService:
     def log_tail(self, job: Job, max_bytes: int = 64_000) -> str:
         """The end of the job's log: cheap at any size."""
         handle = job.handle or JobHandle(job.id, Path(job.workdir))
-        return self.runtime.executor.logs(handle, max_bytes)
+        return self.runtime.executor_for(job.executor).logs(handle, max_bytes)
 
     def recover(self) -> list[str]:
         """At web-server start: jobs whose supervisor died without a final status are lost."""
         notes = []
         with self._db.session() as s:
-            for row in s.scalars(select(JobRow).where(JobRow.status.in_(LIVE))):
-                executor = self.runtime.executor
+            live = select(JobRow).where(JobRow.status.in_(LIVE), JobRow.executor == "local")
+            for row in s.scalars(live):  # engine-run jobs are followed by refresh()
+                executor = self.runtime.executor_for(row.executor)
                 if executor.alive(handle_of(row)):
                     continue
                 if row.status == "starting" and row.supervisor_pid is None:
@@ -424,4 +484,4 @@ class JobService:
         """CPU percent and resident memory (bytes) of a running job and its children."""
         if job.status != "running" or job.handle is None:
             return 0.0, 0
-        return self.runtime.executor.usage(job.handle)
+        return self.runtime.executor_for(job.executor).usage(job.handle)

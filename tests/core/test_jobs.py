@@ -214,5 +214,6 @@ def test_executors_are_entry_point_plugins(tmp_path: Path) -> None:
 
     assert "local" in {e.name for e in entry_points(group="crispml.executors")}
     assert isinstance(load_executor("local", "sqlite://", tmp_path, {}), LocalExecutor)
-    with pytest.raises(ValueError, match="No job executor named 'ray'"):
-        load_executor("ray", "sqlite://", tmp_path, {})
+    assert load_executor("ray", "sqlite://", tmp_path, {}).name == "ray"  # the ray extra
+    with pytest.raises(ValueError, match="No job executor named 'nope'"):
+        load_executor("nope", "sqlite://", tmp_path, {})

@@ -1,0 +1,104 @@
+"""Run inside a private network namespace by tests/core/test_ray_executor.py (not a test file).
+
+Starts a real Ray head on loopback, runs jobs through crispml's JobService with the Ray
+executor, stops the head, and prints what it saw as JSON on the last line.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from crispml.core.jobs import JobSpec
+from crispml.services import bootstrap, build_services
+from crispml.settings import Settings
+
+home = Path(sys.argv[1])
+ray = str(Path(sys.executable).parent / "ray")
+env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+start = [
+    ray,
+    "start",
+    "--head",
+    "--node-ip-address=127.0.0.1",
+    "--dashboard-host=127.0.0.1",
+    "--dashboard-port=8265",
+    "--num-cpus=2",
+    "--disable-usage-stats",
+]
+subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+seen: dict[str, object] = {}
+try:
+    svc = build_services(
+        Settings(
+            home=home,
+            admin_password="tulip-meadow-4821",
+            jobs_executor="ray",
+            seed_demo_project=False,
+        )
+    )
+    bootstrap(svc)
+    admin = svc.auth.first_admin()
+    jobs = svc.jobs
+
+    def wait(job_id: str, statuses: tuple[str, ...], timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = jobs.get(admin.id, job_id).status
+            if status in statuses:
+                return status
+            time.sleep(0.3)
+        return jobs.get(admin.id, job_id).status
+
+    long = jobs.submit(
+        admin.id,
+        admin.username,
+        JobSpec(
+            [
+                sys.executable,
+                "-c",
+                "import time; print('hello from ray', flush=True); time.sleep(120)",
+            ],
+            name="on-ray",
+        ),
+    )
+    seen["long_running"] = wait(long.id, ("running",))
+    deadline = time.monotonic() + 30
+    while "hello from ray" not in jobs.log_tail(jobs.get(admin.id, long.id)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    seen["long_log"] = "hello from ray" in jobs.log_tail(jobs.get(admin.id, long.id))
+    jobs.stop(admin.id, long.id, actor="admin")
+    seen["long_final"] = wait(long.id, ("stopped", "failed", "succeeded"))
+    quick = jobs.submit(
+        admin.id,
+        admin.username,
+        JobSpec([sys.executable, "-c", "print('done on ray')"], name="quick"),
+    )
+    seen["quick_final"] = wait(quick.id, ("succeeded", "failed", "stopped"))
+    seen["quick_exit"] = jobs.get(admin.id, quick.id).exit_code
+    seen["executor"] = jobs.get(admin.id, quick.id).executor
+    orphan = jobs.submit(
+        admin.id,
+        admin.username,
+        JobSpec([sys.executable, "-c", "import time; time.sleep(300)"], name="orphan"),
+    )
+    seen["orphan_running"] = wait(orphan.id, ("running",))
+finally:
+    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+# The head is gone: history and logs are still in crispml's store.
+svc = build_services(Settings(home=home, jobs_executor="ray"))
+quick_job = next(j for j in svc.jobs.history(None) if j.name == "quick")
+seen["log_after_head_stop"] = svc.jobs.log_tail(quick_job)
+# A new head has forgotten the job that ran when the old one died: it is marked lost.
+subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+try:
+    history = {j.name: (j.status, j.exit_code) for j in svc.jobs.history(None)}
+    seen["history_after_head_restart"] = history
+    seen["orphan_error"] = next(j for j in svc.jobs.history(None) if j.name == "orphan").error
+finally:
+    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+print(json.dumps(seen))
