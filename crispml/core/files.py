@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import mimetypes
 import os
 import shutil
 import stat
@@ -106,11 +105,6 @@ def kind_of(name: str, is_dir: bool) -> str:
         return "folder"
     suffix = PurePosixPath(name).suffix.lower().lstrip(".")
     return suffix or "file"
-
-
-def content_type(name: str) -> str:
-    guessed, _ = mimetypes.guess_type(name)
-    return guessed or "application/octet-stream"
 
 
 class FileSpace:

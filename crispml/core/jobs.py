@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from crispml.core.audit import AuditLog
 from crispml.core.clock import Clock, utcnow
@@ -66,7 +66,6 @@ class Job:
     started_at: datetime | None
     ended_at: datetime | None
     stdin_lines: list[str] = field(default_factory=list)
-    environment: dict[str, str] = field(default_factory=dict)
     handle: JobHandle | None = None
     executor: str = "local"
 
@@ -100,7 +99,6 @@ def _to_job(row: JobRow, owner: str) -> Job:
         row.started_at,
         row.ended_at,
         json.loads(row.stdin),
-        {"CRISPML_JOB_ID": row.id, "CRISPML_RUN_DIR": row.workdir},
         handle_of(row),
         row.executor,
     )
@@ -122,7 +120,6 @@ class JobRuntime:
         self.db = db
         self.home = home
         self.limits = limits
-        self.stop_grace = limits.stop_grace
         self._clock = clock
         # The supervisor reads the limits from these variables when it schedules the queue.
         limits_env = {
@@ -392,12 +389,6 @@ class JobService:
                     .limit(1)
                 )
                 is not None
-            )
-
-    def count_active(self) -> int:
-        with self._db.session() as s:
-            return int(
-                s.scalar(select(func.count(JobRow.id)).where(JobRow.status.in_(ACTIVE))) or 0
             )
 
     def stop(self, user_id: int, job_id: str, *, admin: bool = False, actor: str = "") -> Job:

@@ -52,6 +52,12 @@ def require_login() -> AuthSession:
     return auth
 
 
+def current_session() -> AuthSession | None:
+    """This run's login session, as checked by ``require_login`` (None before that)."""
+    auth = st.session_state.get(_AUTH_KEY)
+    return auth if isinstance(auth, AuthSession) else None
+
+
 def current_user() -> User:
     """The user of this run (checked once per run by the shell, or here for a lone page)."""
     auth = st.session_state.get(_AUTH_KEY)

@@ -188,33 +188,39 @@ def current_values(prefix: str | tuple[str, ...] = PROJECT_PREFIX) -> dict[str, 
 _BOUND = (USER_PREFIX, PROJECT_PREFIX)
 
 
-def note_defaults() -> None:
-    """End of a run that already wrote: remember bound keys first seen in it as defaults."""
+def _absorb_defaults(values: dict[str, str]) -> None:
+    """Bound keys first seen at the end of a run hold defaults (a widget's initial value), not
+    changes: remember them, so only a later change by the user is saved. Values set with
+    ``set_value`` are changes, never defaults."""
     baseline = st.session_state.get(_BASELINE)
     dirty = st.session_state.get(_DIRTY, set())
     if isinstance(baseline, dict):
-        for k, text in current_values(_BOUND).items():
+        for k, text in values.items():
             if k not in dirty:
                 baseline.setdefault(k, text)
+
+
+def note_defaults() -> None:
+    """End of a run that already wrote."""
+    _absorb_defaults(current_values(_BOUND))
 
 
 def autosave(user_id: int, *, end_of_run: bool = False) -> bool:
     """Save what changed, in one write; nothing when nothing changed. True if it wrote.
 
-    With ``end_of_run``, bound keys first seen in this run are defaults (a widget's initial
-    value), not changes: they are remembered, so only a later change by the user is saved.
+    With ``end_of_run``, keys first seen in this run count as defaults (see _absorb_defaults).
     """
     state = st.session_state
     if _REVISION not in state:
         return False
     baseline: dict[str, str] = state[_BASELINE]
     dirty: set[str] = state.get(_DIRTY, set())
+    values = current_values(_BOUND)  # one pass over session state serves both steps
+    if end_of_run:
+        _absorb_defaults(values)
     changes: dict[str, dict[str, str]] = {}
-    for k, text in current_values(_BOUND).items():
-        known = baseline.get(k)
-        if known is None and end_of_run and k not in dirty:
-            baseline[k] = text
-        elif known != text:
+    for k, text in values.items():
+        if baseline.get(k) != text:
             changes.setdefault(_scope_of(k), {})[k] = text
     if not changes:
         return False

@@ -111,6 +111,7 @@ class LoginRoutes:
         self.services = services
         self.secret = services.secret_key
         self.settings = services.settings
+        self._css = resources.files("crispml.web").joinpath("assets/style.css").read_text()
 
     def routes(self) -> list[Route]:
         return [
@@ -121,8 +122,7 @@ class LoginRoutes:
         ]
 
     async def style(self, request: Request) -> Response:
-        css = resources.files("crispml.web").joinpath("assets/style.css").read_text()
-        return Response(css, media_type="text/css", headers={"cache-control": "max-age=3600"})
+        return Response(self._css, media_type="text/css", headers={"cache-control": "max-age=3600"})
 
     def _form(
         self,

@@ -78,7 +78,8 @@ def test_failures_are_recorded_at_once(jobs: JobService, owner, services: Servic
 
 def test_a_working_folder_that_cannot_be_created(jobs: JobService, owner, services) -> None:
     runs = services.settings.home / "runs"
-    runs.rmdir() if runs.exists() and not any(runs.iterdir()) else None
+    if runs.exists():
+        runs.rmdir()  # empty: no job ran in this home yet
     runs.write_text("a file where the runs folder should be")
     job = final(jobs, owner, jobs.submit(*owner, JobSpec([PY, "-V"])).id)
     assert job.status == "failed"
@@ -139,9 +140,7 @@ def test_sigkill_of_the_supervisor_means_lost_after_recovery(
     with services.db.session() as s:
         row = s.get(JobRow, job_id)
         supervisor, child = row.supervisor_pid, row.pid
-    assert (
-        psutil.Process(supervisor).ppid() == 1 or psutil.Process(supervisor).ppid() != os.getpid()
-    )
+    assert psutil.Process(supervisor).ppid() != os.getpid()  # detached: not our child
     os.kill(supervisor, signal.SIGKILL)
     wait_for(
         lambda: (

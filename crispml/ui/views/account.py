@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from crispml.core.auth import AuthSession
 from crispml.core.errors import CrispmlError
 from crispml.ui import context
 from crispml.ui.widgets import feedback
@@ -13,8 +12,8 @@ from crispml.ui.widgets import feedback
 def render() -> None:
     user = context.current_user()
     auth = context.services().auth
-    current = st.session_state.get("_crispml.auth")
-    current_id = current.session_id if isinstance(current, AuthSession) else 0
+    current = context.current_session()
+    current_id = current.session_id if current else 0
     st.title("My account")
     st.caption(f"Signed in as {user.username} ({user.role}).")
     feedback.show_pending()

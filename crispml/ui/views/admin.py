@@ -84,7 +84,7 @@ def _manage_user(actor: str) -> None:
 def _sessions(actor: str) -> None:
     auth = context.services().auth
     sessions = auth.list_sessions()
-    current = st.session_state.get("_crispml.auth")
+    current = context.current_session()
     rows = [
         {
             "Id": s.id,
