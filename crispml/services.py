@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
+from crispml.core.environment_service import EnvironmentService
 from crispml.core.errors import Conflict, NotFound
 from crispml.core.files import FileService, SharedRootConfig, ZipLimits
 from crispml.core.jobs import JobRuntime, JobService, Limits
@@ -37,6 +38,7 @@ class Services:
     saved_work: SavedWorkService
     files: FileService
     jobs: JobService
+    environments: EnvironmentService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -62,6 +64,20 @@ def build_services(settings: Settings) -> Services:
         password_min_length=settings.password_min_length,
     )
     projects = ProjectService(db, audit)
+    jobs = JobService(
+        JobRuntime(
+            db,
+            settings.home,
+            Limits(
+                settings.jobs_max_concurrent or (os.cpu_count() or 2),
+                settings.jobs_max_per_user,
+                settings.jobs_stop_grace,
+            ),
+            executor_name=settings.jobs_executor,
+            executor_env={"CRISPML_RAY_ADDRESS": settings.ray_address},
+        ),
+        audit,
+    )
     return Services(
         settings=settings,
         db=db,
@@ -80,19 +96,13 @@ def build_services(settings: Settings) -> Services:
             ZipLimits(settings.zip_max_entries, settings.zip_max_bytes),
             settings.max_upload_mb * 1_000_000,
         ),
-        jobs=JobService(
-            JobRuntime(
-                db,
-                settings.home,
-                Limits(
-                    settings.jobs_max_concurrent or (os.cpu_count() or 2),
-                    settings.jobs_max_per_user,
-                    settings.jobs_stop_grace,
-                ),
-                executor_name=settings.jobs_executor,
-                executor_env={"CRISPML_RAY_ADDRESS": settings.ray_address},
-            ),
+        jobs=jobs,
+        environments=EnvironmentService(
+            jobs.runtime.environments,
+            jobs,
             audit,
+            conda_tools=settings.conda_tools,
+            python_interpreters=settings.python_interpreters,
         ),
         secret_key=settings.load_secret_key(),
     )

@@ -130,6 +130,16 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8265",
         description="Address of the Ray head's dashboard, for jobs_executor = 'ray'.",
     )
+    conda_tools: tuple[str, ...] = Field(
+        default=("conda", "mamba", "micromamba"),
+        description="conda-compatible tools (names on PATH or absolute paths) whose "
+        "environments are offered as kind 'conda'.",
+    )
+    python_interpreters: tuple[str, ...] = Field(
+        default=(),
+        description="Interpreters to offer for new venvs besides those found on PATH, in pyenv "
+        "and in /usr/bin and /usr/local/bin (absolute paths).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the server."
     )

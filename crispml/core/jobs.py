@@ -25,7 +25,8 @@ from sqlalchemy import select, update
 
 from crispml.core.audit import AuditLog
 from crispml.core.clock import Clock, utcnow
-from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.core.environments import SYSTEM, Environment, EnvironmentRegistry
+from crispml.core.errors import Conflict, CrispmlError, InvalidInput, NotFound
 from crispml.core.executors import Executor, JobHandle, LaunchRequest, load_executor, start_time
 from crispml.store.db import Database
 from crispml.store.locks import exclusive
@@ -36,7 +37,7 @@ ACTIVE = ("queued", "starting", "running")
 LIVE = ("starting", "running")
 FINISHED = ("succeeded", "failed", "stopped", "lost")
 KINDS = ("training", "script", "environment build", "notebook server", "api server", "profile")
-SYSTEM_ENV = "system"
+SYSTEM_ENV = SYSTEM
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class JobSpec:
     kind: str = "script"
     env: str = SYSTEM_ENV
     stdin_lines: list[str] = field(default_factory=list)
+    executor: str = ""  # "": the configured one; environment builds always run "local"
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class JobRuntime:
         self._executor_env = {**limits_env, **(executor_env or {})}
         self.executor = executor or load_executor(executor_name, db.url, home, self._executor_env)
         self._executors: dict[str, Executor] = {self.executor.name: self.executor}
+        self.environments = EnvironmentRegistry(db, home, clock)
 
     def executor_for(self, name: str) -> Executor:
         """The executor a job was started with (jobs keep theirs when the setting changes)."""
@@ -215,41 +218,45 @@ class JobRuntime:
                     and per_user.get(row.owner_id, 0) >= self.limits.max_per_user
                 ):
                     continue
-                problem = self._precheck(row)
-                if problem:
+                env, problem = self._precheck(row)
+                if env is None:
                     row.status, row.error, row.ended_at = "failed", problem, self._clock()
                     continue
                 row.status = "starting"
                 s.flush()
-                self._launch(row)
+                self._launch(row, env)
                 per_user[row.owner_id] = per_user.get(row.owner_id, 0) + 1
                 free -= 1
                 started += 1
         return started
 
-    def _precheck(self, row: JobRow) -> str:
-        """Problems that fail a job at once, with a message for its log and the table."""
+    def _precheck(self, row: JobRow) -> tuple[Environment | None, str]:
+        """The job's environment, or the problem that fails it at once (also in its log)."""
         workdir = Path(row.workdir)
         try:
             workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            return f"The working folder {workdir} cannot be created: {exc.strerror or exc}."
-        message = ""
-        if row.env != SYSTEM_ENV:
-            message = f"The environment '{row.env}' does not exist."
-        if message:
+            return None, f"The working folder {workdir} cannot be created: {exc.strerror or exc}."
+        try:
+            return self.environments.usable(row.env), ""
+        except CrispmlError as exc:  # deleted or still building since the job was submitted
             with (workdir / "output.log").open("a") as log:
-                log.write(f"crispml: {message}\n")
-        return message
+                log.write(f"crispml: {exc}\n")
+            return None, str(exc)
 
-    def _launch(self, row: JobRow) -> None:
+    def _launch(self, row: JobRow, env: Environment) -> None:
+        """The command runs with its environment's interpreter, helpers on PYTHONPATH."""
         self.executor_for(row.executor).submit(
             LaunchRequest(
                 job_id=row.id,
-                argv=json.loads(row.argv),
+                argv=env.command(json.loads(row.argv)),
                 workdir=Path(row.workdir),
                 stdin_lines=json.loads(row.stdin),
-                environment={"CRISPML_JOB_ID": row.id, "CRISPML_RUN_DIR": row.workdir},
+                environment={
+                    **env.variables(),
+                    "CRISPML_JOB_ID": row.id,
+                    "CRISPML_RUN_DIR": row.workdir,
+                },
                 stop_grace=self.limits.stop_grace,
             )
         )
@@ -281,6 +288,10 @@ class JobService:
         if any("\x00" in a for a in spec.argv):
             raise InvalidInput("A command argument cannot contain a NUL byte.")
         name = (spec.name or Path(spec.argv[0]).name)[:200]
+        try:
+            self.runtime.environments.usable(spec.env)  # a clear message before any job starts
+        except CrispmlError as exc:
+            raise InvalidInput(str(exc)) from exc
         job_id = uuid.uuid4().hex[:12]
         workdir = self.runtime.workdir(job_id)
         with self._db.session() as s:
@@ -295,7 +306,7 @@ class JobService:
                     stdin=json.dumps(spec.stdin_lines),
                     workdir=str(workdir),
                     status="queued",
-                    executor=self.runtime.executor.name,
+                    executor=spec.executor or self.runtime.executor.name,
                     created_at=self._clock(),
                 )
             )
@@ -423,12 +434,14 @@ class JobService:
 
     def rerun(self, user_id: int, job_id: str, *, admin: bool = False) -> Job:
         old = self.get(user_id, job_id, admin=admin)
+        if old.kind == "environment build":
+            raise Conflict("An environment is built again from the Environments page, not rerun.")
         with self._db.session() as s:
             owner = s.get(UserRow, user_id)
         return self.submit(
             user_id,
             owner.username if owner else old.owner,
-            JobSpec(old.argv, old.name, old.kind, old.env, old.stdin_lines),
+            JobSpec(old.argv, old.name, old.kind, old.env, old.stdin_lines, old.executor),
         )
 
     def delete(self, user_id: int, job_id: str, *, admin: bool = False, actor: str = "") -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -197,3 +198,27 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class EnvironmentRow(Base):
+    """A Python environment jobs and model servers run in (see crispml.core.environments)."""
+
+    __tablename__ = "environments"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # system, venv, conda, path
+    status: Mapped[str] = mapped_column(String(16))  # building, ready
+    interpreter: Mapped[str] = mapped_column(String(1024), default="")
+    prefix: Mapped[str] = mapped_column(String(1024), default="")
+    tool: Mapped[str] = mapped_column(String(1024), default="")  # conda, mamba or micromamba
+    python_request: Mapped[str] = mapped_column(String(64), default="")
+    requirements: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of lines
+    build_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What the last health check found (crispml.core.envprobe), for the table and matching.
+    python_version: Mapped[str] = mapped_column(String(32), default="")
+    packages: Mapped[str] = mapped_column(Text, default="{}")  # JSON: name -> version
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    problems: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of messages
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

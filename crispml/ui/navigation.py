@@ -9,7 +9,7 @@ import streamlit as st
 
 from crispml.core.auth import AuthSession
 from crispml.ui import context, workspace
-from crispml.ui.views import account, admin, business, files, jobs, saved_work
+from crispml.ui.views import account, admin, business, environments, files, jobs, saved_work
 from crispml.ui.views.upcoming import not_built_page
 from crispml.ui.widgets import process_table
 from crispml.web.login import logout_token
@@ -76,6 +76,9 @@ PAGES: tuple[PageSpec, ...] = (
     ),
     PageSpec("Workspace", "Files", "files", ":material/folder:", files.render),
     PageSpec("Workspace", "Jobs", "jobs", ":material/memory:", jobs.render),
+    PageSpec(
+        "Workspace", "Environments", "environments", ":material/deployed_code:", environments.render
+    ),
     PageSpec("Workspace", "Saved work", "saved-work", ":material/bookmark:", saved_work.render),
     _upcoming(
         "Workspace",

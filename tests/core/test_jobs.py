@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from crispml.core.errors import InvalidInput
 from crispml.core.executors import same_process
 from crispml.core.jobs import JobRuntime, JobService, JobSpec, Limits
 from crispml.services import Services
@@ -71,9 +72,9 @@ def test_failures_are_recorded_at_once(jobs: JobService, owner, services: Servic
     assert missing.status == "failed"
     assert "could not start 'no-such-command-xyz'" in missing.error
     assert "No such file or directory" in jobs.log_tail(missing)
-    no_env = final(jobs, owner, jobs.submit(*owner, JobSpec([PY, "-V"], env="gpu-env")).id)
-    assert (no_env.status, no_env.error) == ("failed", "The environment 'gpu-env' does not exist.")
-    assert "does not exist" in jobs.log_tail(no_env)
+    with pytest.raises(InvalidInput, match="The environment 'gpu-env' does not exist"):
+        jobs.submit(*owner, JobSpec([PY, "-V"], env="gpu-env"))  # refused before it is queued
+    assert all(j.env != "gpu-env" for j in jobs.history(None))
 
 
 def test_a_working_folder_that_cannot_be_created(jobs: JobService, owner, services) -> None:

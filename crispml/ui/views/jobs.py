@@ -11,6 +11,7 @@ from crispml.core.errors import CrispmlError
 from crispml.core.jobs import FINISHED, KINDS, Job, JobSpec
 from crispml.ui import context
 from crispml.ui import workspace as ws
+from crispml.ui.views import environments
 from crispml.ui.widgets import feedback, process_table
 from crispml.ui.widgets.confirm import confirm_button
 
@@ -26,8 +27,9 @@ def _submit() -> None:
         feedback.queue_error(f"The command cannot be read: {exc}.")
         return
     name = str(st.session_state.get(ws.user_key("jobs.name"), ""))
+    env = str(st.session_state.get(ws.user_key("jobs.env")) or environments.default_environment())
     try:
-        job = context.services().jobs.submit(user.id, user.username, JobSpec(argv, name))
+        job = context.services().jobs.submit(user.id, user.username, JobSpec(argv, name, env=env))
     except CrispmlError as exc:
         feedback.queue_error(exc)
         return
@@ -85,6 +87,16 @@ def render() -> None:
             "Command", key=ws.user_key("jobs.command"), placeholder="python train.py --epochs 10"
         )
         st.text_input("Name (optional)", key=ws.user_key("jobs.name"))
+        ready = [e.name for e in context.services().environments.all() if e.ready]
+        env_key = ws.user_key("jobs.env")
+        if st.session_state.get(env_key) not in ready:
+            ws.set_value(env_key, environments.default_environment())
+        st.selectbox(
+            "Environment",
+            ready,
+            key=env_key,
+            help="`python` in the command is this environment's interpreter.",
+        )
         st.button("Submit", type="primary", on_click=_submit)
 
     st.subheader("History")

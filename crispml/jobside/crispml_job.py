@@ -1,0 +1,80 @@
+"""crispml's job-side helpers: ``import crispml_job`` inside any job.
+
+This module is put on ``PYTHONPATH`` of every job crispml starts, in whatever environment the job
+runs (a venv, a conda env, another interpreter), so it needs nothing but the standard library and
+works on Python 3.8 and newer. It never imports crispml itself.
+
+    import crispml_job
+    crispml_job.log_metrics({"loss": 0.41, "accuracy": 0.88}, step=3)
+    crispml_job.progress(0.3, "epoch 3 of 10")
+    model_file = crispml_job.artifact_path("model.skops")
+
+Metrics go to ``metrics.jsonl`` in the job's folder, one JSON object per line, written whole and
+flushed, so the pages can follow them while the job runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+__all__ = ["artifact_path", "log_metric", "log_metrics", "params", "progress", "run_dir"]
+
+
+def run_dir() -> Path:
+    """The job's own folder (``runs/<job id>``); the current folder outside crispml."""
+    return Path(os.environ.get("CRISPML_RUN_DIR") or ".")
+
+
+def params() -> Dict[str, Any]:
+    """The job's parameters (``params.json`` in its folder), or an empty dict."""
+    path = run_dir() / "params.json"
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8") as f:
+        value = json.load(f)
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> Optional[float]:
+    number = float(value)
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _append(record: Mapping[str, Any]) -> None:
+    line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+    with (run_dir() / "metrics.jsonl").open("a", encoding="utf-8") as f:
+        f.write(line)  # one write of a whole line: a reader never sees half a record
+        f.flush()
+
+
+def log_metrics(values: Mapping[str, Any], step: Optional[int] = None) -> None:
+    """Record named numbers (loss, accuracy, ...) at ``step``; NaN and infinity become null."""
+    record: Dict[str, Any] = {"time": time.time()}
+    if step is not None:
+        record["step"] = int(step)
+    record["metrics"] = {str(k): _number(v) for k, v in values.items()}
+    _append(record)
+
+
+def log_metric(name: str, value: Any, step: Optional[int] = None) -> None:
+    log_metrics({name: value}, step)
+
+
+def progress(fraction: float, message: str = "") -> None:
+    """How far the job is (0 to 1), with a short message for the process table."""
+    share = max(0.0, min(1.0, float(fraction)))
+    _append({"time": time.time(), "progress": share, "message": message})
+
+
+def artifact_path(name: str) -> Path:
+    """Where to write an artifact called ``name``: ``artifacts/<name>`` in the job's folder."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"An artifact name is a plain file name, not {name!r}.")
+    folder = run_dir() / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
