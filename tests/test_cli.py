@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,3 +67,41 @@ def test_user_option_defaults_to_the_first_admin(crispml) -> None:
     assert "Fraud" in crispml("project", "list", "--user", "bob").stdout
     taken = crispml("project", "add", "Fraud", "--user", "bob", ok=False)
     assert "already have a project named 'Fraud'" in taken.stderr
+
+
+def test_environments_from_the_command_line(crispml, tmp_path: Path) -> None:
+    crispml("user", "add", "root", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD)
+    built = crispml("env", "create", "tiny")  # no requirements: nothing to download
+    assert "Building tiny as job" in built.stdout and "uv venv" in built.stdout
+    assert "tiny is ready: Python 3.11" in built.stdout
+    listing = crispml("env", "list").stdout
+    assert "system" in listing and "tiny" in listing and "venv" in listing
+    rows = {e["name"]: e for e in json.loads(crispml("env", "list", "--json").stdout)}
+    assert rows["tiny"]["healthy"] is True and rows["tiny"]["size_bytes"] > 0
+    assert rows["tiny"]["interpreter"] == str(
+        tmp_path / "home" / "envs" / "tiny" / "bin" / "python"
+    )
+    check = crispml("env", "check", "tiny", "-r", "numpy", ok=False)
+    assert check.returncode == 1 and "problem: numpy is not installed" in check.stdout
+    assert "healthy" in crispml("env", "check", "tiny").stdout
+    registered = crispml("env", "create", "again", "--interpreter", sys.executable).stdout
+    assert "Registered again: Python 3.11" in registered and "healthy" in registered
+    for args, message in [
+        (("env", "create", "tiny"), "Error: An environment named 'tiny' exists already."),
+        (("env", "create", "new", "--python", "3.99"), "Error: Python 3.99 is not installed"),
+        (("env", "create", "new", "--python", "2.7"), "Error: Python 2.7 is too old"),
+        (("env", "create", "../up"), "Error: '../up' cannot name an environment"),
+        (("env", "create", "new", "-f", "/no/such/file"), "Error: /no/such/file: No such file"),
+        (("env", "rm", "system"), "Error: The system environment is crispml's own"),
+        (("env", "check", "nope"), "Error: The environment 'nope' does not exist."),
+    ]:
+        failed = crispml(*args, ok=False)
+        assert failed.returncode == 1 and message in failed.stderr, failed.stderr
+        assert "Traceback" not in failed.stderr
+    failed_build = crispml("env", "create", "new", "-r", "no-such-package-crispml-zq", ok=False)
+    assert "nothing was registered" in failed_build.stderr
+    assert "not found in the package registry" in failed_build.stdout
+    crispml("env", "rm", "tiny")
+    names = [e["name"] for e in json.loads(crispml("env", "list", "--json").stdout)]
+    assert names == ["system", "again"]
+    assert not (tmp_path / "home" / "envs" / "tiny").exists()

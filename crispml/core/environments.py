@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +275,10 @@ def find_python(request: str, extra: tuple[str, ...] = ()) -> Interpreter:
         return found
     if not request:
         request = ".".join(str(p) for p in sys.version_info[:3])
-    if not re.fullmatch(r"3\.\d{1,2}(\.\d{1,2})?", request):
+    if not re.fullmatch(r"\d\.\d{1,2}(\.\d{1,2})?", request):
         raise InvalidInput(f"'{request}' is not a Python version; write it like 3.12 or 3.12.1.")
+    if _version_key(request)[:2] < (3, 8):
+        raise InvalidInput(f"Python {request} is too old: environments need 3.8 or newer.")
     installed = installed_pythons(extra)
     for interpreter in installed:
         if interpreter.version == request or interpreter.minor == request:
@@ -284,6 +287,16 @@ def find_python(request: str, extra: tuple[str, ...] = ()) -> Interpreter:
     raise InvalidInput(
         f"Python {request} is not installed here (crispml never downloads one). Installed: {known}."
     )
+
+
+@lru_cache(maxsize=1)
+def _own_packages() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(canonicalize_name(name), dist.version)
+    return dict(sorted(found.items()))
 
 
 # --- probing ---------------------------------------------------------------------------------
@@ -393,7 +406,13 @@ class EnvironmentRegistry:
             stored = _to_env(row) if row is not None else None
         version = ".".join(str(p) for p in sys.version_info[:3])
         base = Environment(
-            SYSTEM, SYSTEM, "ready", sys.executable, prefix=sys.prefix, python_version=version
+            SYSTEM,
+            SYSTEM,
+            "ready",
+            sys.executable,
+            prefix=sys.prefix,
+            python_version=version,
+            packages=_own_packages(),  # this very interpreter: no probe needed
         )
         if stored is None:
             return base
@@ -403,6 +422,7 @@ class EnvironmentRegistry:
             prefix=sys.prefix,
             status="ready",
             python_version=version,
+            packages=base.packages,
         )
 
     def all(self) -> list[Environment]:

@@ -42,7 +42,9 @@ class RayExecutor:
         return JobSubmissionClient(self.address)
 
     def submit(self, request: LaunchRequest) -> None:
-        """The job's environment becomes a Ray runtime environment (its variables, for now)."""
+        """The command already names its crispml environment's interpreter by path, and its
+        variables (PATH, PYTHONPATH with the job-side helpers) go in the Ray runtime
+        environment: Ray's nodes must see the same paths (one node, or a shared home)."""
         self._client().submit_job(
             entrypoint=shlex.join(request.argv),
             submission_id=submission_id(request.job_id),

@@ -131,7 +131,9 @@ def _details(env: Environment) -> None:
         else:
             when = _when(env.checked_at)
             st.success(f"Healthy when checked at {when} UTC.", icon=":material/check_circle:")
-    check, delete = st.columns(2)
+    check, log, delete = st.columns(3)
+    if env.build_job:
+        log.link_button(":material/download: Build log", f"/jobs/{env.build_job}/log")
     if check.button(":material/stethoscope: Check health", key=f"env.check.{env.name}"):
         with st.spinner(f"Starting {env.name}'s interpreter…"):
             result = services.environments.check(env.name)
