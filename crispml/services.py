@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
-from crispml.core.environment_service import EnvironmentService
+from crispml.core.envs.service import EnvironmentService
 from crispml.core.errors import Conflict, NotFound
 from crispml.core.files import FileService, SharedRootConfig, ZipLimits
 from crispml.core.jobs import JobRuntime, JobService, Limits

@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 
 from crispml.core.audit import AuditLog
 from crispml.core.clock import Clock, utcnow
-from crispml.core.environments import SYSTEM, Environment, EnvironmentRegistry
+from crispml.core.envs.registry import SYSTEM, Environment, EnvironmentRegistry
 from crispml.core.errors import Conflict, CrispmlError, InvalidInput, NotFound
 from crispml.core.executors import Executor, JobHandle, LaunchRequest, load_executor, start_time
 from crispml.store.db import Database

@@ -201,7 +201,7 @@ class JobRow(Base):
 
 
 class EnvironmentRow(Base):
-    """A Python environment jobs and model servers run in (see crispml.core.environments)."""
+    """A Python environment jobs and model servers run in (see crispml.core.envs.registry)."""
 
     __tablename__ = "environments"
 

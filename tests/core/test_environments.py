@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from crispml.core.environment_service import uv_binary
-from crispml.core.environments import (
+from crispml.core.envs.registry import (
     Environment,
     check_name,
     installed_pythons,
     parse_requirements,
     unmet,
 )
+from crispml.core.envs.service import uv_binary
 from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from crispml.core.jobs import Job, JobSpec
 from crispml.services import Services, bootstrap, build_services
@@ -329,7 +329,7 @@ def test_conda_environments_are_found_and_run_through_conda_run(
     reason="no real conda-compatible tool on PATH (the stand-in test covers the commands)",
 )
 def test_a_real_conda_tool(tmp_path: Path) -> None:
-    from crispml.core.environments import discover_conda
+    from crispml.core.envs.registry import discover_conda
 
     found = discover_conda(("conda", "mamba", "micromamba"))
     assert found

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from crispml.core.environments import SYSTEM, Environment
+from crispml.core.envs.registry import SYSTEM, Environment
 from crispml.core.errors import CrispmlError
 from crispml.core.text import human_size
 from crispml.ui import context

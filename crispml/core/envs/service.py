@@ -1,6 +1,6 @@
 """Environments for the pages and the CLI: list, build, register, check, match, delete.
 
-Building a venv is a job (kind "environment build") that runs crispml.core.envbuild: uv's output
+Building a venv is a job (kind "environment build") that runs crispml.core.envs.build: uv's output
 streams to the job's log and the process table shows it. The registry row exists from the start
 with status "building", so the name is taken while the build runs; when the job ends the
 registry settles it (ready, or removed with its folder).
@@ -21,7 +21,7 @@ from sqlalchemy import select
 from crispml.core.audit import AuditLog
 from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
-from crispml.core.environments import (
+from crispml.core.envs.registry import (
     SYSTEM,
     Check,
     Environment,
@@ -137,7 +137,7 @@ class EnvironmentService:
         argv = [
             sys.executable,
             "-m",
-            "crispml.core.envbuild",
+            "crispml.core.envs.build",
             "--uv",
             uv_binary(),
             "--python",

@@ -4,7 +4,7 @@ Kinds:
 
 - ``system``: the interpreter crispml itself runs in (always present, never deleted);
 - ``venv``: built by crispml under ``<home>/envs/<name>/`` with uv (a build job, see
-  crispml.core.envbuild and crispml.core.environment_service);
+  crispml.core.envs.build and crispml.core.envs.service);
 - ``conda``: existing conda/mamba/micromamba environments, found with ``<tool> env list --json``
   and run with ``<tool> run -p PREFIX --no-capture-output``;
 - ``path``: an interpreter an admin registered by its path.

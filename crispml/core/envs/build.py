@@ -1,10 +1,10 @@
 """The environment build job:
-``python -m crispml.core.envbuild --uv UV --python PY --target DIR -- REQUIREMENT ...``.
+``python -m crispml.core.envs.build --uv UV --python PY --target DIR -- REQUIREMENT ...``.
 
 Creates a venv at DIR with uv from the interpreter PY, installs the requirements, probes the
 result with its own interpreter and writes the marker file last. Everything uv prints goes to
 the job's log. On any failure, or a stop (SIGTERM), the partial folder is removed, so the
-registry (crispml.core.environments, which settles the build when the job ends) never holds a
+registry (crispml.core.envs.registry, which settles the build when the job ends) never holds a
 half-built environment. Python never comes from a download: ``--no-python-downloads``.
 """
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from crispml.core.environments import JOBSIDE, MARKER, Environment, ProbeFailed, probe
+from crispml.core.envs.registry import JOBSIDE, MARKER, Environment, ProbeFailed, probe
 
 
 class BuildFailed(Exception):
@@ -44,7 +44,7 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="crispml.core.envbuild")
+    parser = argparse.ArgumentParser(prog="crispml.core.envs.build")
     parser.add_argument("--uv", required=True)
     parser.add_argument("--python", required=True)
     parser.add_argument("--target", required=True, type=Path)
