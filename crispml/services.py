@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
+from crispml.core.data.service import DatasetService
 from crispml.core.envs.service import EnvironmentService
 from crispml.core.errors import Conflict, NotFound
 from crispml.core.files import FileService, SharedRootConfig, ZipLimits
@@ -39,6 +40,7 @@ class Services:
     files: FileService
     jobs: JobService
     environments: EnvironmentService
+    datasets: DatasetService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -103,6 +105,13 @@ def build_services(settings: Settings) -> Services:
             audit,
             conda_tools=settings.conda_tools,
             python_interpreters=settings.python_interpreters,
+        ),
+        datasets=DatasetService(
+            db,
+            settings.home,
+            jobs,
+            audit,
+            lambda owner, project: projects.exists(owner, str(project)),
         ),
         secret_key=settings.load_secret_key(),
     )

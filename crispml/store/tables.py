@@ -222,3 +222,32 @@ class EnvironmentRow(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     problems: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of messages
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DatasetRow(Base):
+    """A dataset of a project: an immutable copy under <home>/datasets/<id>/ (raw or prepared)."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        Index("ix_datasets_owner_project", "owner_id", "project_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(16))  # table or images
+    role: Mapped[str] = mapped_column(String(16), default="raw")  # raw or prepared
+    source: Mapped[str] = mapped_column(String(1024))  # sample:iris, ~alice/data.csv, prepared:<id>
+    format: Mapped[str] = mapped_column(String(16))
+    schema: Mapped[str] = mapped_column(Text, default="[]")  # JSON: name, dtype, kind
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    version: Mapped[str] = mapped_column(String(64))  # content digest
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), nullable=True
+    )
+    recipe: Mapped[str] = mapped_column(Text, default="{}")  # JSON, prepared versions
+    details: Mapped[str] = mapped_column(Text, default="{}")  # JSON: target, task, classes, ...
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -9,7 +9,17 @@ import streamlit as st
 
 from crispml.core.auth import AuthSession
 from crispml.ui import context, workspace
-from crispml.ui.views import account, admin, business, environments, files, jobs, saved_work
+from crispml.ui.views import (
+    account,
+    admin,
+    business,
+    data_preparation,
+    data_understanding,
+    environments,
+    files,
+    jobs,
+    saved_work,
+)
 from crispml.ui.views.upcoming import not_built_page
 from crispml.ui.widgets import process_table
 from crispml.web.login import logout_token
@@ -39,19 +49,19 @@ PAGES: tuple[PageSpec, ...] = (
         business.render,
         default=True,
     ),
-    _upcoming(
+    PageSpec(
         "CRISP-DM",
         "Data understanding",
         "data-understanding",
         ":material/query_stats:",
-        "Explore the data: profiles, distributions, correlations, target balance.",
+        data_understanding.render,
     ),
-    _upcoming(
+    PageSpec(
         "CRISP-DM",
         "Data preparation",
         "data-preparation",
         ":material/tune:",
-        "Choose target and features, split, and preprocess into a prepared dataset version.",
+        data_preparation.render,
     ),
     _upcoming(
         "CRISP-DM",

@@ -1,0 +1,1 @@
+"""Datasets, samples, profiles and preparation (the Data understanding and preparation pages)."""
