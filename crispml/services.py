@@ -80,6 +80,10 @@ def build_services(settings: Settings) -> Services:
         ),
         audit,
     )
+    datasets = DatasetService(
+        db, settings.home, jobs, audit, lambda owner, project: projects.exists(owner, str(project))
+    )
+    projects.on_delete(datasets.forget_project)
     return Services(
         settings=settings,
         db=db,
@@ -106,13 +110,7 @@ def build_services(settings: Settings) -> Services:
             conda_tools=settings.conda_tools,
             python_interpreters=settings.python_interpreters,
         ),
-        datasets=DatasetService(
-            db,
-            settings.home,
-            jobs,
-            audit,
-            lambda owner, project: projects.exists(owner, str(project)),
-        ),
+        datasets=datasets,
         secret_key=settings.load_secret_key(),
     )
 

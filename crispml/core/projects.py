@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,6 +72,11 @@ class ProjectService:
         self._db = db
         self._audit = audit
         self._clock = clock
+        self._cleanups: list[Callable[[int], None]] = []
+
+    def on_delete(self, cleanup: Callable[[int], None]) -> None:
+        """Call ``cleanup(project_id)`` after a project is deleted (files its rows pointed to)."""
+        self._cleanups.append(cleanup)
 
     def list(self, owner_id: int) -> list[Project]:
         """The owner's projects, most recently updated first."""
@@ -131,6 +137,8 @@ class ProjectService:
             row = self._row(s, owner_id, project_id)
             self._audit.add(s, actor, "project.delete", row.name)
             s.delete(row)
+        for cleanup in self._cleanups:
+            cleanup(project_id)
 
     @staticmethod
     def _row(s: Session, owner_id: int, project_id: int) -> ProjectRow:

@@ -287,3 +287,15 @@ def test_datasets_belong_to_their_owner_and_project(services: Services, admin, p
     assert services.datasets.all(admin.id, project.id) == []
     assert not services.datasets.folder(iris.id).exists()
     assert not services.datasets.folder(prepared.id).exists()
+
+
+def test_deleting_a_project_removes_its_datasets_files(services: Services, admin, project) -> None:
+    from crispml.core.projects import ProjectFields
+
+    other = services.projects.create(admin.id, ProjectFields(name="Other"), actor="t")
+    iris = services.datasets.add_sample(admin, project.id, "iris")
+    kept = services.datasets.add_sample(admin, other.id, "wine")
+    services.projects.delete(admin.id, project.id, actor="t")
+    assert not services.datasets.folder(iris.id).exists()
+    assert services.datasets.folder(kept.id).exists()
+    assert [d.name for d in services.datasets.all(admin.id, other.id)] == ["Wine"]

@@ -279,10 +279,11 @@ def _table_view(dataset: Dataset) -> None:
                 "rows of the largest."
             )
     with tab_rows:
-        frame = context.services().datasets.frame(dataset)
-        rows = frame.sample(n=min(100, len(frame)), random_state=0).sort_index()
+        rows = context.services().datasets.sample_rows(dataset, 100)
         st.dataframe(rows, width="stretch")
-        st.caption(f"100 rows drawn at random out of {len(frame):,} (the same ones each time).")
+        st.caption(
+            f"{len(rows)} rows drawn at random out of {dataset.rows:,} (the same ones each time)."
+        )
 
 
 # --- images ------------------------------------------------------------------------------------
