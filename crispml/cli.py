@@ -36,6 +36,10 @@ jobs_app = typer.Typer(
 app.add_typer(jobs_app, name="jobs")
 env_app = typer.Typer(no_args_is_help=True, help="Python environments for jobs and models.")
 app.add_typer(env_app, name="env")
+algorithms_app = typer.Typer(no_args_is_help=True, help="Installed algorithms (plugins).")
+app.add_typer(algorithms_app, name="algorithms")
+models_app = typer.Typer(no_args_is_help=True, help="The model registry.")
+app.add_typer(models_app, name="models")
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="CRISPML_HOME for this command.", show_default=False)
@@ -455,6 +459,173 @@ def env_rm(name: str, user: UserOption = None) -> None:
     with _services() as services:
         services.environments.delete(services.resolve_user(user), name)
         typer.echo(f"Deleted {name}.")
+
+
+# modeling ----------------------------------------------------------------------------------------
+
+
+def _project_for(services: Any, owner: Any, name: str | None) -> Any:
+    from crispml.core.errors import NotFound
+    from crispml.core.projects import ProjectFields
+
+    projects = services.projects.list(owner.id)
+    if name:
+        for project in projects:
+            if project.name == name:
+                return project
+        raise NotFound(f"{owner.username} has no project named '{name}'.")
+    if projects:
+        return projects[0]  # the most recently updated
+    return services.projects.create(owner.id, ProjectFields(name="Samples"), actor=owner.username)
+
+
+def _follow_run(services: Any, owner: Any, run_id: str) -> Any:
+    """Print the run's log and its metrics as they come, until it ends."""
+    import json
+    import time
+
+    folder = services.modeling.run_folder(services.modeling.get(owner.id, run_id))
+    offsets = {"output.log": 0, "metrics.jsonl": 0}
+    while True:
+        run = services.modeling.get(owner.id, run_id)
+        for name in offsets:
+            path = folder / name
+            if not path.exists():
+                continue
+            with path.open("rb") as f:
+                f.seek(offsets[name])
+                data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            offsets[name] += len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                if name == "output.log":
+                    typer.echo(line)
+                    continue
+                record = json.loads(line)
+                values = record.get("metrics") or {}
+                if values and "step" in record:
+                    shown = "  ".join(f"{k}={v:.4g}" for k, v in values.items() if v is not None)
+                    typer.echo(f"  step {record['step']}: {shown}")
+        if run.finished:
+            return run
+        time.sleep(0.5)
+
+
+@app.command()
+def train(
+    algorithm: Annotated[
+        str, typer.Option(help="An installed algorithm (crispml algorithms list).")
+    ],
+    data: Annotated[
+        str, typer.Option(help="A prepared dataset's id or name, a dataset, or sample:NAME.")
+    ],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="A hyperparameter, key=value.")
+    ] = None,
+    env: Annotated[str, typer.Option(help="The environment to train in.")] = "system",
+    project: Annotated[str | None, typer.Option(help="Project name (default: the latest).")] = None,
+    register: Annotated[
+        str | None, typer.Option(help="Register the model under this name if it succeeds.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed handed to the algorithm.")] = 0,
+    user: UserOption = None,
+) -> None:
+    """Train as the Modeling page does: one run (a job), followed until it ends."""
+    from crispml.core.errors import InvalidInput
+
+    params = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise_cli(f"--param {item!r}: write it as key=value.")
+        params[key.strip()] = value.strip()
+    with _services() as services:
+        owner = services.resolve_user(user)
+        chosen = _project_for(services, owner, project)
+        dataset = services.modeling.resolve_data(owner, chosen.id, data)
+        if register is not None and not register:
+            raise InvalidInput("--register needs a model name.")
+        run = services.modeling.start(owner, dataset.id, algorithm, params, env, seed=seed)
+        typer.echo(f"Run {run.id}: {algorithm} on '{dataset.name}' in {env}; following it.")
+        try:
+            run = _follow_run(services, owner, run.id)
+        except KeyboardInterrupt:
+            typer.echo(f"\nThe run goes on as job {run.id}: crispml jobs logs -f {run.id}")
+            raise typer.Exit(130) from None
+        if run.status != "succeeded":
+            typer.secho(f"Error: run {run.id} {run.status}: {run.error}", fg="red", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"Run {run.id} succeeded in {run.duration_s or 0:.1f} s.")
+        for name, value in sorted(run.metrics.items()):
+            typer.echo(
+                f"  {name:<28} {value:.4f}" if isinstance(value, float) else f"  {name} {value}"
+            )
+        if register:
+            model = services.modeling.register(owner, run.id, register)
+            typer.echo(f"Registered {model.name} version {model.version}.")
+
+
+def raise_cli(message: str) -> None:
+    typer.secho(f"Error: {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+@algorithms_app.command("list")
+def algorithms_list() -> None:
+    """Installed algorithms: name, task, hyperparameters, requirements."""
+    from crispml.core.algorithms import AlgorithmRegistry
+
+    registry = AlgorithmRegistry()
+    for spec in registry.all():
+        typer.echo(f"{spec.name:<32} {spec.task:<15} {spec.title}")
+        for p in spec.params:
+            bounds = f" [{p.low}, {p.high}]" if p.low is not None else ""
+            choices = f" {{{', '.join(p.choices)}}}" if p.choices else ""
+            typer.echo(f"    {p.name}={p.default} ({p.kind}{bounds}{choices}) {p.help}")
+        typer.echo(f"    requires: {', '.join(spec.requirements) or 'nothing'}")
+    for problem in registry.problems:
+        typer.secho(f"warning: {problem}", fg="yellow", err=True)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered models, every version: name, version, stage, algorithm, run."""
+    with _services() as services:
+        typer.echo(f"{'NAME':<24} {'VERSION':>7}  {'STAGE':<11} {'ALGORITHM':<30} RUN")
+        for m in services.modeling.models():
+            typer.echo(f"{m.name:<24} {m.version:>7}  {m.stage:<11} {m.algorithm:<30} {m.run_id}")
+
+
+@models_app.command("show")
+def models_show(
+    name: str,
+    version: Annotated[int | None, typer.Option(help="Default: production, else newest.")] = None,
+) -> None:
+    """One model version: algorithm, parameters, metrics, classes, environment, artifacts."""
+    import json
+
+    with _services() as services:
+        m = services.modeling.model(name, version)
+        typer.echo(
+            json.dumps(
+                {
+                    "name": m.name,
+                    "version": m.version,
+                    "stage": m.stage,
+                    "algorithm": m.algorithm,
+                    "task": m.task,
+                    "environment": m.env,
+                    "run": m.run_id,
+                    "params": m.params,
+                    "metrics": m.metrics,
+                    "classes": m.info.get("classes", []),
+                    "dataset": m.info.get("dataset"),
+                    "artifacts": m.path,
+                    "created": m.created_at.isoformat(),
+                },
+                indent=2,
+            )
+        )
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from crispml.core.algorithms import AlgorithmRegistry
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
 from crispml.core.data.service import DatasetService
@@ -18,6 +19,7 @@ from crispml.core.envs.service import EnvironmentService
 from crispml.core.errors import Conflict, NotFound
 from crispml.core.files import FileService, SharedRootConfig, ZipLimits
 from crispml.core.jobs import JobRuntime, JobService, Limits
+from crispml.core.modeling import ModelingService
 from crispml.core.projects import ProjectFields, ProjectService
 from crispml.core.saved_work import SavedWorkService
 from crispml.core.workspace import WorkspaceService
@@ -41,6 +43,7 @@ class Services:
     jobs: JobService
     environments: EnvironmentService
     datasets: DatasetService
+    modeling: ModelingService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -84,6 +87,13 @@ def build_services(settings: Settings) -> Services:
         db, settings.home, jobs, audit, lambda owner, project: projects.exists(owner, str(project))
     )
     projects.on_delete(datasets.forget_project)
+    environments = EnvironmentService(
+        jobs.runtime.environments,
+        jobs,
+        audit,
+        conda_tools=settings.conda_tools,
+        python_interpreters=settings.python_interpreters,
+    )
     return Services(
         settings=settings,
         db=db,
@@ -103,14 +113,17 @@ def build_services(settings: Settings) -> Services:
             settings.max_upload_mb * 1_000_000,
         ),
         jobs=jobs,
-        environments=EnvironmentService(
-            jobs.runtime.environments,
-            jobs,
-            audit,
-            conda_tools=settings.conda_tools,
-            python_interpreters=settings.python_interpreters,
-        ),
+        environments=environments,
         datasets=datasets,
+        modeling=ModelingService(
+            db,
+            settings.home,
+            jobs,
+            datasets,
+            environments,
+            AlgorithmRegistry(),
+            audit,
+        ),
         secret_key=settings.load_secret_key(),
     )
 

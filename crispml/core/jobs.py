@@ -48,6 +48,7 @@ class JobSpec:
     env: str = SYSTEM_ENV
     stdin_lines: list[str] = field(default_factory=list)
     executor: str = ""  # "": the configured one; environment builds always run "local"
+    files: dict[str, str] = field(default_factory=dict)  # written into the job's folder first
 
 
 @dataclass(frozen=True)
@@ -313,9 +314,18 @@ class JobService:
             self._audit.add(s, owner, "job.submit", job_id, name)
         try:
             workdir.mkdir(parents=True, exist_ok=True)
+            for file_name, text in spec.files.items():
+                (workdir / Path(file_name).name).write_text(text)
             (workdir / "command.json").write_text(
                 json.dumps(
-                    {"argv": spec.argv, "env": spec.env, "name": name, "kind": spec.kind}, indent=2
+                    {
+                        "argv": spec.argv,
+                        "env": spec.env,
+                        "name": name,
+                        "kind": spec.kind,
+                        "files": sorted(spec.files),
+                    },
+                    indent=2,
                 )
             )
         except OSError:
@@ -438,10 +448,14 @@ class JobService:
             raise Conflict("An environment is built again from the Environments page, not rerun.")
         with self._db.session() as s:
             owner = s.get(UserRow, user_id)
+        files = {}
+        with contextlib.suppress(OSError, ValueError):
+            recorded = json.loads((Path(old.workdir) / "command.json").read_text())
+            files = {n: (Path(old.workdir) / n).read_text() for n in recorded.get("files", [])}
         return self.submit(
             user_id,
             owner.username if owner else old.owner,
-            JobSpec(old.argv, old.name, old.kind, old.env, old.stdin_lines, old.executor),
+            JobSpec(old.argv, old.name, old.kind, old.env, old.stdin_lines, old.executor, files),
         )
 
     def delete(self, user_id: int, job_id: str, *, admin: bool = False, actor: str = "") -> None:

@@ -251,3 +251,51 @@ class DatasetRow(Base):
     recipe: Mapped[str] = mapped_column(Text, default="{}")  # JSON, prepared versions
     details: Mapped[str] = mapped_column(Text, default="{}")  # JSON: target, task, classes, ...
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RunRow(Base):
+    """A training run: its job (same id), what it trained on and with, and its outcome."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_owner_project", "owner_id", "project_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the job's id
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    algorithm: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(String(32))
+    params: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    env: Mapped[str] = mapped_column(String(100))
+    dataset_id: Mapped[str] = mapped_column(String(32))
+    dataset_name: Mapped[str] = mapped_column(String(120))
+    dataset_version: Mapped[str] = mapped_column(String(64))
+    sweep: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    metrics: Mapped[str] = mapped_column(Text, default="{}")  # JSON: final metrics
+    details: Mapped[str] = mapped_column(Text, default="{}")  # JSON: confusion matrix, ...
+    error: Mapped[str] = mapped_column(Text, default="")
+    duration_s: Mapped[float | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ModelRow(Base):
+    """A registered model version: a copy of a run's artifacts and what produced them."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(32))
+    algorithm: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(String(32))
+    env: Mapped[str] = mapped_column(String(100))
+    params: Mapped[str] = mapped_column(Text, default="{}")
+    metrics: Mapped[str] = mapped_column(Text, default="{}")
+    info: Mapped[str] = mapped_column(Text, default="{}")  # classes, target, features, dataset
+    path: Mapped[str] = mapped_column(String(1024))
+    stage: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
