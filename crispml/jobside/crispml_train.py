@@ -129,7 +129,11 @@ def main() -> int:
     folder = crispml_job.run_dir()
     spec = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     started = time.time()
-    result: Dict[str, Any] = {"algorithm": spec.get("algorithm"), "python": sys.version.split()[0]}
+    result: Dict[str, Any] = {
+        "algorithm": spec.get("algorithm"),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+    }
     module_name, _, function = spec["entry"].partition(":")
     print(f"crispml: training {spec.get('algorithm')} with {spec.get('params')}", flush=True)
     try:

@@ -16,8 +16,10 @@ from crispml.ui.views import (
     data_preparation,
     data_understanding,
     environments,
+    evaluation,
     files,
     jobs,
+    modeling,
     saved_work,
 )
 from crispml.ui.views.upcoming import not_built_page
@@ -63,20 +65,8 @@ PAGES: tuple[PageSpec, ...] = (
         ":material/tune:",
         data_preparation.render,
     ),
-    _upcoming(
-        "CRISP-DM",
-        "Modeling",
-        "modeling",
-        ":material/model_training:",
-        "Pick an algorithm, set its hyperparameters, and train runs as background jobs.",
-    ),
-    _upcoming(
-        "CRISP-DM",
-        "Evaluation",
-        "evaluation",
-        ":material/leaderboard:",
-        "Compare runs side by side and register the best model.",
-    ),
+    PageSpec("CRISP-DM", "Modeling", "modeling", ":material/model_training:", modeling.render),
+    PageSpec("CRISP-DM", "Evaluation", "evaluation", ":material/leaderboard:", evaluation.render),
     _upcoming(
         "CRISP-DM",
         "Deployment",

@@ -1,0 +1,294 @@
+"""Modeling: pick an algorithm, set its hyperparameters (a form built from their declarations),
+and train runs as background jobs in a suitable environment; sweeps start one job per point."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from crispml.core.algorithms import AlgorithmSpec, Param
+from crispml.core.data.service import Dataset
+from crispml.core.errors import CrispmlError
+from crispml.core.modeling import Run
+from crispml.ui import context
+from crispml.ui import workspace as ws
+from crispml.ui.views import environments
+from crispml.ui.views.data_understanding import project_or_stop
+from crispml.ui.widgets import feedback
+
+
+def key_metric(run: Run) -> tuple[str, float | None]:
+    """The number that sums a run up: validation (else test) accuracy, RMSE or mean IoU."""
+    name = {"classification": "accuracy", "regression": "rmse", "segmentation": "mean_iou"}.get(
+        run.task, "accuracy"
+    )
+    for part in ("validation", "test", "train"):
+        value = run.metrics.get(f"{part}_{name}")
+        if isinstance(value, (int, float)):
+            return f"{part}_{name}", float(value)
+    return name, None
+
+
+def _param_input(spec: AlgorithmSpec, p: Param) -> Any:
+    k = ws.key(f"model.{spec.name}.{p.name}")
+    current = st.session_state.get(k)
+    try:
+        p.parse(current)
+    except CrispmlError:
+        ws.set_value(k, p.default)
+    if p.kind == "bool":
+        return st.checkbox(p.name, key=k, help=p.help)
+    if p.kind == "choice":
+        return st.selectbox(p.name, list(p.choices), key=k, help=p.help)
+    if p.kind == "int":
+        return st.number_input(
+            p.name,
+            int(p.low) if p.low is not None else None,
+            int(p.high) if p.high is not None else None,
+            step=1,
+            key=k,
+            help=p.help,
+        )
+    return st.number_input(p.name, p.low, p.high, key=k, help=p.help, format="%g")
+
+
+def _environment(spec: AlgorithmSpec) -> str | None:
+    services = context.services()
+    suitable = services.modeling.suitable_environments(spec)
+    if not suitable:
+        st.warning(
+            f"No environment has what {spec.title} needs ({', '.join(spec.requirements)}).",
+            icon=":material/warning:",
+        )
+        user = context.current_user()
+        if user.is_admin and st.button("Build an environment for it"):
+            name = re.sub(r"[^a-z0-9._-]+", "-", spec.name.lower())[:50] + "-env"
+            try:
+                env, job = services.environments.create_venv(user, name, "", spec.requirements)
+            except CrispmlError as exc:
+                feedback.error(exc)
+            else:
+                feedback.done(f"Building {env.name} as job {job.id}; see Environments.")
+        elif not user.is_admin:
+            st.caption("Ask an admin to build one on the Environments page.")
+        return None
+    k = ws.key(f"model.{spec.name}.env")
+    if st.session_state.get(k) not in suitable:
+        preferred = environments.default_environment()
+        ws.set_value(k, preferred if preferred in suitable else suitable[0])
+    return str(
+        st.selectbox(
+            "Environment",
+            suitable,
+            key=k,
+            help="Environments that hold what this algorithm requires.",
+        )
+    )
+
+
+def _sweep(spec: AlgorithmSpec, dataset: Dataset, env: str, base: dict[str, Any]) -> None:
+    with st.expander("Sweep: one run per point", icon=":material/grid_on:"):
+        chosen_key = ws.key(f"model.{spec.name}.sweep")
+        names = [p.name for p in spec.params]
+        if not isinstance(st.session_state.get(chosen_key), list):
+            ws.set_value(chosen_key, [])
+        chosen = st.multiselect("Hyperparameters to sweep", names, key=chosen_key)
+        values: dict[str, list[str]] = {}
+        for name in chosen:
+            k = ws.key(f"model.{spec.name}.sweep.{name}")
+            ws.default(k, "")
+            text = st.text_input(
+                f"{name}: values, comma-separated", key=k, placeholder="e.g. 0.1, 1, 10"
+            )
+            values[name] = [v.strip() for v in text.split(",") if v.strip()]
+        mode_key = ws.key(f"model.{spec.name}.sweep.mode")
+        ws.default(mode_key, "grid")
+        mode = st.radio("Points", ["grid", "random"], horizontal=True, key=mode_key)
+        points = 0
+        if mode == "random":
+            points_key = ws.key(f"model.{spec.name}.sweep.points")
+            ws.default(points_key, 5)
+            points = int(st.number_input("Random points", 1, 200, key=points_key))
+        if st.button("Start sweep", disabled=not chosen):
+            user = context.current_user()
+            try:
+                runs = context.services().modeling.sweep(
+                    user, dataset.id, spec.name, base, values, env, random_points=points
+                )
+            except CrispmlError as exc:
+                feedback.error(exc)
+            else:
+                feedback.done(f"Started a sweep of {len(runs)} runs; they queue for free slots.")
+
+
+@st.fragment(run_every=timedelta(seconds=2))
+def _runs(project_id: int) -> None:
+    user = context.current_user()
+    runs = context.services().modeling.all(user.id, project_id)
+    if not runs:
+        st.caption("No runs yet.")
+        return
+    rows = []
+    for run in runs:
+        metric, value = key_metric(run)
+        rows.append(
+            {
+                "Run": run.id,
+                "Algorithm": run.algorithm,
+                "Data": run.dataset_name,
+                "Environment": run.env,
+                "Status": run.status,
+                "Metric": metric,
+                "Value": None if value is None else round(value, 4),
+                "Duration (s)": run.duration_s,
+                "Parameters": json.dumps(run.params),
+                "Started (UTC)": f"{run.created_at:%Y-%m-%d %H:%M:%S}",
+            }
+        )
+    st.dataframe(rows, hide_index=True, width="stretch")
+    active = sum(not r.finished for r in runs)
+    st.caption(f"{len(runs)} run(s), {active} queued or running.")
+
+
+def run_details(run: Run) -> None:
+    """Parameters, metrics, curves, the confusion matrix or residuals, and the log's end."""
+    services = context.services()
+    st.markdown(f"**{run.algorithm}** on {run.dataset_name} · `{run.id}` · {run.status}")
+    if run.error:
+        st.error(run.error, icon=":material/error:")
+    left, right = st.columns(2)
+    left.json(run.params, expanded=True)
+    numbers = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float))}
+    if numbers:
+        right.dataframe(
+            pd.DataFrame({"metric": list(numbers), "value": list(numbers.values())}),
+            hide_index=True,
+            width="stretch",
+        )
+    curves = _curves(services.modeling.run_folder(run) / "metrics.jsonl")
+    if curves is not None:
+        st.altair_chart(curves, width="stretch")
+    for part in ("test", "validation"):
+        matrix = run.details.get(f"{part}_confusion_matrix")
+        residuals = run.details.get(f"{part}_residuals")
+        if matrix:
+            labels = matrix["labels"]
+            cells = [
+                {"actual": a, "predicted": p, "rows": matrix["matrix"][i][j]}
+                for i, a in enumerate(labels)
+                for j, p in enumerate(labels)
+            ]
+            base = alt.Chart(pd.DataFrame(cells)).encode(
+                x=alt.X("predicted:N", sort=labels), y=alt.Y("actual:N", sort=labels)
+            )
+            chart = base.mark_rect().encode(color="rows:Q") + base.mark_text().encode(text="rows:Q")
+            st.markdown(f"Confusion matrix ({part})")
+            st.altair_chart(chart, width="stretch")
+            break
+        if residuals:
+            frame = pd.DataFrame(residuals)
+            st.markdown(f"Residuals ({part})")
+            st.altair_chart(
+                alt.Chart(frame).mark_circle(opacity=0.6).encode(x="predicted:Q", y="residual:Q"),
+                width="stretch",
+            )
+            break
+    job = services.jobs.get(0, run.id, admin=True)
+    st.code(services.jobs.log_tail(job, 6_000) or "(no output)", language=None, height=200)
+    st.link_button(":material/download: Full log", f"/jobs/{run.id}/log")
+
+
+def _curves(path: Any) -> alt.Chart | None:
+    if not path.exists():
+        return None
+    points = []
+    for line in path.read_text(errors="replace").splitlines()[-20_000:]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if "step" not in record:
+            continue
+        for name, value in (record.get("metrics") or {}).items():
+            if isinstance(value, (int, float)):
+                points.append({"step": record["step"], "metric": name, "value": value})
+    if not points:
+        return None
+    return (
+        alt.Chart(pd.DataFrame(points))
+        .mark_line(point=True)
+        .encode(x="step:Q", y="value:Q", color="metric:N", tooltip=["metric", "step", "value"])
+    )
+
+
+def render() -> None:
+    user = context.current_user()
+    services = context.services()
+    st.title("Modeling")
+    st.caption("Choose an algorithm and its settings; each run trains as a background job.")
+    project = project_or_stop()
+    feedback.show_pending()
+    prepared = [d for d in services.datasets.all(user.id, project.id) if d.role == "prepared"]
+    if not prepared:
+        st.info("Prepare a dataset on **Data preparation** first.", icon=":material/info:")
+        return
+    ids = [d.id for d in prepared]
+    data_key = ws.key("model.dataset")
+    if st.session_state.get(data_key) not in ids:
+        ws.set_value(data_key, ids[-1])
+    labels = {d.id: f"{d.name} ({d.details.get('task')})" for d in prepared}
+    chosen = st.selectbox("Prepared data", ids, format_func=labels.__getitem__, key=data_key)
+    dataset = next(d for d in prepared if d.id == chosen)
+    task = str(dataset.details.get("task"))
+    algorithms = services.modeling.algorithms.all(task)
+    if not algorithms:
+        st.info(f"No installed algorithm does {task}.", icon=":material/info:")
+        return
+    names = [a.name for a in algorithms]
+    algo_key = ws.key(f"model.algorithm.{task}")
+    if st.session_state.get(algo_key) not in names:
+        ws.set_value(algo_key, names[0])
+    titles = {a.name: a.title for a in algorithms}
+    name = st.selectbox("Algorithm", names, format_func=titles.__getitem__, key=algo_key)
+    spec = next(a for a in algorithms if a.name == name)
+    st.caption(f"{spec.description} Requires: {', '.join(spec.requirements)}.")
+    env = _environment(spec)
+    columns = st.columns(3)
+    params = {}
+    for index, p in enumerate(spec.params):
+        with columns[index % 3]:
+            params[p.name] = _param_input(spec, p)
+    seed_key = ws.key("model.seed")
+    ws.default(seed_key, 0)
+    seed = int(st.number_input("Seed", 0, 2**31 - 1, key=seed_key))
+    if st.button("Train", type="primary", disabled=env is None):
+        assert env is not None
+        try:
+            run = services.modeling.start(user, dataset.id, spec.name, params, env, seed=seed)
+        except CrispmlError as exc:
+            feedback.error(exc)
+        else:
+            feedback.done(f"Started run {run.id} ({run.status}).")
+    if env is not None:
+        _sweep(spec, dataset, env, params)
+    st.subheader("Runs")
+    _runs(project.id)
+    runs = services.modeling.all(user.id, project.id)
+    if runs:
+        labels_run = {r.id: f"{r.algorithm} · {r.id} · {r.status}" for r in runs}
+        picked = st.selectbox(
+            "Run details",
+            list(labels_run),
+            index=None,
+            format_func=labels_run.__getitem__,
+            placeholder="Choose a run",
+            key="model.run_details",
+        )
+        if picked:
+            run_details(next(r for r in runs if r.id == picked))

@@ -1,0 +1,222 @@
+"""Training runs as real jobs, every built-in algorithm, a third-party plugin, sweeps, the model
+registry, and training in a venv built with uv. SQLite (the run records are plain rows; the
+store itself is tested on PostgreSQL elsewhere)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crispml.core.envs.registry import JOBSIDE
+from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.core.modeling import Run
+from crispml.services import Services, bootstrap, build_services
+from crispml.settings import Settings
+from tests.helpers import ADMIN_PASSWORD
+
+PLUGINS = Path(__file__).parents[1] / "plugins"
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    home = tmp_path_factory.mktemp("modeling") / "home"
+    services = build_services(Settings(home=home, admin_password=ADMIN_PASSWORD))
+    bootstrap(services)
+    yield services
+    services.jobs.stop_all(None, actor="test")
+    services.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def admin(svc: Services):
+    return svc.auth.first_admin()
+
+
+@pytest.fixture(scope="module")
+def project(svc: Services, admin):
+    return svc.projects.list(admin.id)[0]
+
+
+@pytest.fixture(scope="module")
+def iris(svc: Services, admin, project):
+    return svc.modeling.resolve_data(admin, project.id, "sample:iris")
+
+
+@pytest.fixture(scope="module")
+def diabetes(svc: Services, admin, project):
+    return svc.modeling.resolve_data(admin, project.id, "sample:diabetes")
+
+
+def finished(svc: Services, admin, run: Run, timeout: float = 180) -> Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = svc.modeling.get(admin.id, run.id)
+        if current.finished:
+            return current
+        time.sleep(0.2)
+    raise AssertionError(f"run {run.id} did not finish")
+
+
+def test_every_builtin_algorithm_trains_to_a_sane_quality(svc, admin, iris, diabetes) -> None:
+    started = [
+        svc.modeling.start(admin, (iris if a.task == "classification" else diabetes).id, a.name, {})
+        for a in svc.modeling.algorithms.all()
+        if a.tags == ("scikit-learn",)
+    ]
+    assert len(started) == 7
+    for run in started:
+        done = finished(svc, admin, run)
+        log = svc.jobs.log_tail(svc.jobs.get(admin.id, run.id))
+        assert done.status == "succeeded", log
+        if done.task == "classification":
+            assert done.metrics["test_accuracy"] >= 0.9, (done.algorithm, done.metrics)
+            assert done.metrics["test_roc_auc"] >= 0.9
+            matrix = done.details["test_confusion_matrix"]
+            assert matrix["labels"] == ["setosa", "versicolor", "virginica"]
+            assert sum(map(sum, matrix["matrix"])) == 23
+        else:
+            assert done.metrics["test_r2"] > 0.25, (done.algorithm, done.metrics)
+            assert done.metrics["test_rmse"] < 70  # the target's spread is about 77
+            assert len(done.details["test_residuals"]["residual"]) == 67
+        assert done.duration_s and done.duration_s > 0
+        assert (svc.modeling.run_folder(done) / "artifacts" / "model.skops").exists()
+    curve = (svc.modeling.run_folder(started[1]) / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in curve if '"step"' in line]
+    assert steps[:3] == [0, 1, 2] and max(steps) == 10  # the forest grew in logged rounds
+
+
+def test_bad_requests_are_refused_before_any_job_starts(svc, admin, project, iris) -> None:
+    raw = next(d for d in svc.datasets.all(admin.id, project.id) if d.name == "Iris")
+    cases = [
+        (iris.id, "logistic_regression", {"C": 0}, "system", "C = 0 is out of range"),
+        (iris.id, "logistic_regression", {"C": "many"}, "system", "'many' is not a float"),
+        (iris.id, "logistic_regression", {"gamma": 1}, "system", "has no hyperparameter 'gamma'"),
+        (iris.id, "knn_classifier", {"weights": "x"}, "system", "one of uniform, distance"),
+        (iris.id, "ridge_regression", {}, "system", "is for regression, but"),
+        (raw.id, "logistic_regression", {}, "system", "is not prepared"),
+        (iris.id, "logistic_regression", {}, "gpu", "the environment 'gpu' does not exist"),
+        (iris.id, "no_such_algorithm", {}, "system", "No algorithm named"),
+    ]
+    before = len(svc.jobs.history(None))
+    for dataset, algorithm, params, env, message in cases:
+        with pytest.raises((InvalidInput, NotFound), match=message):
+            svc.modeling.start(admin, dataset, algorithm, params, env)
+    with pytest.raises(InvalidInput, match="at most 200"):
+        svc.modeling.sweep(
+            admin, iris.id, "knn_classifier", {}, {"n_neighbors": list(range(1, 202))}
+        )
+    assert len(svc.jobs.history(None)) == before
+
+
+def test_an_environment_that_lacks_the_requirements_is_refused(svc, admin, iris) -> None:
+    _, build = svc.environments.create_venv(admin, "bare", "", [])
+    while not svc.jobs.get(admin.id, build.id).finished:
+        time.sleep(0.2)
+    with pytest.raises(InvalidInput, match="cannot run in 'bare': scikit-learn is not installed"):
+        svc.modeling.start(admin, iris.id, "logistic_regression", {}, "bare")
+    spec = svc.modeling.algorithms.get("logistic_regression")
+    assert "bare" not in svc.modeling.suitable_environments(spec)
+    assert "system" in svc.modeling.suitable_environments(spec)
+
+
+def test_training_in_a_venv_built_with_uv(svc, admin, iris) -> None:
+    spec = svc.modeling.algorithms.get("logistic_regression")
+    _, build = svc.environments.create_venv(admin, "sklearn-env", "", spec.requirements)
+    while not svc.jobs.get(admin.id, build.id).finished:
+        time.sleep(0.2)
+    log = svc.jobs.log_tail(svc.jobs.get(admin.id, build.id))
+    assert svc.jobs.get(admin.id, build.id).status == "succeeded", log
+    assert "sklearn-env" in svc.modeling.suitable_environments(spec)
+    run = finished(svc, admin, svc.modeling.start(admin, iris.id, spec.name, {}, "sklearn-env"))
+    assert run.status == "succeeded", svc.jobs.log_tail(svc.jobs.get(admin.id, run.id))
+    result = json.loads((svc.modeling.run_folder(run) / "result.json").read_text())
+    assert result["executable"] == str(
+        svc.settings.home / "envs" / "sklearn-env" / "bin" / "python"
+    )
+    assert run.metrics["test_accuracy"] >= 0.9
+
+
+def test_a_third_party_plugin_appears_trains_and_crashes_clearly(
+    svc, admin, iris, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(PLUGINS, site)  # "installed": a distribution with entry points on the path
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))  # the jobs' system environment sees it too
+    importlib.invalidate_caches()
+    svc.modeling.algorithms.reload()
+    try:
+        names = [a.name for a in svc.modeling.algorithms.all("classification")]
+        assert "demo_majority" in names and "logistic_regression" in names
+        run = finished(svc, admin, svc.modeling.start(admin, iris.id, "demo_majority", {}))
+        assert run.status == "succeeded", svc.jobs.log_tail(svc.jobs.get(admin.id, run.id))
+        assert run.metrics["test_accuracy"] == pytest.approx(8 / 23, abs=0.01)  # one class of 3
+        crash = finished(svc, admin, svc.modeling.start(admin, iris.id, "demo_crash", {}))
+        assert crash.status == "failed"
+        assert crash.error == "RuntimeError: the demo plugin crashed on purpose"
+        log = svc.jobs.log_tail(svc.jobs.get(admin.id, crash.id))
+        assert "Traceback" in log and "crashed on purpose" in log
+    finally:
+        monkeypatch.undo()
+        svc.modeling.algorithms.reload()
+    assert "demo_majority" not in [a.name for a in svc.modeling.algorithms.all()]
+
+
+def test_a_sweep_starts_one_run_per_point(svc, admin, iris) -> None:
+    runs = svc.modeling.sweep(admin, iris.id, "knn_classifier", {}, {"n_neighbors": [1, 15]})
+    assert sorted(r.params["n_neighbors"] for r in runs) == [1, 15]
+    assert len({r.sweep for r in runs}) == 1
+    assert all(finished(svc, admin, r).status == "succeeded" for r in runs)
+    sampled = svc.modeling.sweep(
+        admin,
+        iris.id,
+        "knn_classifier",
+        {"weights": "distance"},
+        {"n_neighbors": [1, 2, 3, 4, 5, 6]},
+        random_points=1,
+        seed=3,
+    )
+    assert len(sampled) == 1 and sampled[0].params["weights"] == "distance"
+    for r in sampled:
+        finished(svc, admin, r)
+
+
+def test_the_model_registry(svc, admin, iris) -> None:
+    first = finished(svc, admin, svc.modeling.start(admin, iris.id, "logistic_regression", {}))
+    second = finished(
+        svc, admin, svc.modeling.start(admin, iris.id, "logistic_regression", {"C": 0.5})
+    )
+    v1 = svc.modeling.register(admin, first.id, "iris-clf", stage="production")
+    v2 = svc.modeling.register(admin, second.id, "iris-clf")
+    assert (v1.version, v2.version, v1.stage) == (1, 2, "production")
+    assert v2.info["classes"] == ["setosa", "versicolor", "virginica"]
+    assert v2.params["C"] == 0.5 and v2.metrics == second.metrics
+    assert svc.modeling.model("iris-clf").version == 1  # production wins over newest
+    svc.modeling.set_stage(admin, "iris-clf", 2, "production")
+    assert svc.modeling.model("iris-clf", 1).stage == "archived"
+    assert svc.modeling.model("iris-clf").version == 2
+    with pytest.raises(InvalidInput, match="cannot name a model"):
+        svc.modeling.register(admin, first.id, "bad name/")
+    with pytest.raises(NotFound):
+        svc.modeling.model("iris-clf", 9)
+    stopped = svc.modeling.start(admin, iris.id, "logistic_regression", {})
+    svc.jobs.stop(admin.id, stopped.id, actor="t")
+    assert finished(svc, admin, stopped).status == "stopped"
+    with pytest.raises(Conflict, match="only a succeeded run has a model"):
+        svc.modeling.register(admin, stopped.id, "broken")
+    # The saved model loads with skops (no pickle) and predicts, in the job-side code.
+    sys.path.insert(0, str(JOBSIDE))
+    try:
+        module = importlib.import_module("crispml_algos.sklearn_models")
+        model = module.load(v2.path)
+        features = svc.datasets.frame(iris, "test").drop(columns=["species", "_row"])
+        assert set(model.predict(features)) <= {"setosa", "versicolor", "virginica"}
+    finally:
+        sys.path.remove(str(JOBSIDE))
