@@ -105,3 +105,35 @@ def test_environments_from_the_command_line(crispml, tmp_path: Path) -> None:
     names = [e["name"] for e in json.loads(crispml("env", "list", "--json").stdout)]
     assert names == ["system", "again"]
     assert not (tmp_path / "home" / "envs" / "tiny").exists()
+
+
+def test_train_and_the_model_registry_from_the_command_line(crispml) -> None:
+    crispml("user", "add", "root", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD)
+    listing = crispml("algorithms", "list").stdout
+    assert "logistic_regression" in listing and "C=1.0 (float [0.0001, 10000.0])" in listing
+    trained = crispml(
+        "train", "--algorithm", "logistic_regression", "--data", "sample:iris",
+        "--param", "C=2", "--register", "iris-lr",
+    ).stdout  # fmt: skip
+    assert "on 'Iris · prepared 1' in system; following it." in trained
+    assert "crispml: training logistic_regression with {'C': 2.0, 'max_iter': 1000}" in trained
+    accuracy = next(line for line in trained.splitlines() if line.startswith("  test_accuracy"))
+    assert float(accuracy.split()[-1]) >= 0.9
+    assert "Registered iris-lr version 1." in trained
+    assert "iris-lr" in crispml("models", "list").stdout
+    shown = json.loads(crispml("models", "show", "iris-lr").stdout)
+    assert (shown["version"], shown["params"]["C"], shown["classes"][0]) == (1, 2.0, "setosa")
+    for args, message in [
+        (("train", "--algorithm", "logistic_regression", "--data", "sample:iris", "-p", "C=-1"),
+         "Error: C = -1 is out of range"),
+        (("train", "--algorithm", "ridge_regression", "--data", "sample:iris"),
+         "is for regression, but 'Iris · prepared 1' is prepared for classification"),
+        (("train", "--algorithm", "logistic_regression", "--data", "sample:mnist"),
+         "Error: No sample named 'mnist'"),
+        (("models", "show", "nope"), "Error: No model 'nope'."),
+    ]:  # fmt: skip
+        failed = crispml(*args, ok=False)
+        assert failed.returncode == 1 and message in failed.stderr, failed.stderr
+        assert "Traceback" not in failed.stderr
+    bad_param = crispml("train", "--algorithm", "x", "--data", "y", "-p", "C", ok=False)
+    assert bad_param.returncode == 2 and "write it as key=value" in bad_param.stderr

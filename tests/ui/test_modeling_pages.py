@@ -1,0 +1,83 @@
+"""Modeling and Evaluation with AppTest, on real services and real training jobs."""
+
+from __future__ import annotations
+
+import time
+
+from crispml.services import Services
+from tests.ui.test_data_pages import button, session
+
+
+def wait_for_runs(svc: Services, user_id: int, project_id: int, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = svc.modeling.all(user_id, project_id)
+        if len(runs) >= count and all(r.finished for r in runs):
+            return
+        time.sleep(0.2)
+    raise AssertionError("runs did not finish")
+
+
+def test_train_compare_and_register(svc: Services) -> None:
+    admin = svc.auth.first_admin()
+    project = svc.projects.list(admin.id)[0]
+    iris = svc.modeling.resolve_data(admin, project.id, "sample:iris")
+    at = session("modeling")
+    assert not at.exception
+    assert at.selectbox(key="ws.model.dataset").value == iris.id
+    algorithm = at.selectbox(key="ws.model.algorithm.classification")
+    assert algorithm.value == "logistic_regression"
+    assert at.selectbox(key="ws.model.logistic_regression.env").value == "system"
+    at.number_input(key="ws.model.logistic_regression.C").set_value(0.05).run()
+    button(at, "Train").click().run()
+    assert "Started run" in at.success[0].value
+    at.selectbox(key="ws.model.algorithm.classification").select("knn_classifier").run()
+    assert at.selectbox(key="ws.model.knn_classifier.weights").value == "uniform"
+    button(at, "Train").click().run()
+    wait_for_runs(svc, admin.id, project.id, 2)
+    at.run()
+    runs = at.dataframe[0].value
+    assert set(runs["Status"]) == {"succeeded"} and len(runs) == 2
+
+    page = session("evaluation")
+    assert not page.exception
+    assert page.selectbox(key="ws.eval.sort").value == "validation_accuracy"
+    table = page.dataframe[0].value
+    values = list(table["validation_accuracy"])
+    assert values == sorted(values, reverse=True)  # best first
+    page.text_input(key="ws.eval.model_name").input("iris-best").run()
+    button(page, "Register").click().run()
+    assert not page.exception
+    assert "Registered iris-best version 1." in page.success[0].value
+    registry = page.dataframe[-1].value
+    assert list(registry["Model"]) == ["iris-best"]
+    assert svc.modeling.model("iris-best").run_id == table["Run"].iloc[0]
+    page.selectbox(key="eval.stage").select("production").run()
+    button(page, "Set stage").click().run()
+    assert svc.modeling.model("iris-best", 1).stage == "production"
+
+
+def test_an_algorithm_no_environment_satisfies_offers_to_build_one(svc: Services) -> None:
+    from crispml.core.algorithms import AlgorithmRegistry, AlgorithmSpec
+
+    needy = AlgorithmSpec(
+        "needs_a_new_env",
+        "Needs a new environment",
+        "classification",
+        (),
+        ("crispml-test-package-nobody-has>=1",),
+        "crispml_demo_plugin.job",
+    )
+    svc.modeling.algorithms = AlgorithmRegistry(extra=[needy])
+    admin = svc.auth.first_admin()
+    project = svc.projects.list(admin.id)[0]
+    svc.modeling.resolve_data(admin, project.id, "sample:iris")
+    at = session("modeling")
+    at.selectbox(key="ws.model.algorithm.classification").select("needs_a_new_env").run()
+    assert "No environment has what Needs a new environment needs" in at.warning[0].value
+    assert next(b for b in at.button if b.label == "Train").disabled
+    button(at, "Build an environment for it").click().run()
+    assert "Building needs_a_new_env-env as job" in at.success[0].value
+    build = svc.jobs.history(None, kinds=["environment build"])[0]
+    assert build.argv[-1] == "crispml-test-package-nobody-has>=1"
+    svc.jobs.stop(admin.id, build.id, actor="t")
