@@ -93,6 +93,7 @@ def build_services(settings: Settings) -> Services:
         audit,
         conda_tools=settings.conda_tools,
         python_interpreters=settings.python_interpreters,
+        find_links=settings.env_find_links,
     )
     return Services(
         settings=settings,

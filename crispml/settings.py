@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         description="Interpreters to offer for new venvs besides those found on PATH, in pyenv "
         "and in /usr/bin and /usr/local/bin (absolute paths).",
     )
+    env_find_links: tuple[str, ...] = Field(
+        default=(),
+        description="Folders or URLs where uv also looks for packages when building "
+        "environments; empty: pip's own find-links (PIP_FIND_LINKS or pip.conf).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the server."
     )

@@ -178,6 +178,12 @@ class ModelingService:
                 f"'{dataset.name}' is not prepared: train on a version made in Data preparation."
             )
         task = dataset.details.get("task")
+        size = dataset.details.get("image_size")
+        if dataset.kind == "images" and isinstance(size, int) and size % 8:
+            raise InvalidInput(
+                f"'{dataset.name}' resizes images to {size} pixels; segmentation needs a "
+                "multiple of 8 (e.g. 64): prepare it again."
+            )
         if task != spec.task:
             raise InvalidInput(
                 f"{spec.title} is for {spec.task}, but '{dataset.name}' is prepared for {task}."

@@ -117,8 +117,13 @@ def segmentation(truth: Any, predicted: Any, classes: List[str]) -> Dict[str, An
             ious.append(iou)
         if dice is not None:
             dices.append(dice)
+    shapes_true, shapes_predicted = t > 0, p > 0
+    either = np.logical_or(shapes_true, shapes_predicted).sum()
     return {
         "mean_iou": float(np.mean(ious)) if ious else 0.0,
+        "foreground_iou": float(np.logical_and(shapes_true, shapes_predicted).sum() / either)
+        if either
+        else 0.0,
         "mean_dice": float(np.mean(dices)) if dices else 0.0,
         "pixel_accuracy": float((t == p).mean()) if t.size else 0.0,
         "per_class": per_class,

@@ -220,3 +220,61 @@ def test_the_model_registry(svc, admin, iris) -> None:
         assert set(model.predict(features)) <= {"setosa", "versicolor", "virginica"}
     finally:
         sys.path.remove(str(JOBSIDE))
+
+
+def test_pytorch_algorithms_train_on_the_cpu(svc, admin, project, iris, diabetes) -> None:
+    from PIL import Image
+
+    from crispml.core.data.prepare import ImageRecipe
+
+    raw = svc.datasets.add_sample(admin, project.id, "shapes", seed=3, count=60, size=64)
+    shapes = svc.datasets.prepare_images(
+        admin,
+        raw.id,
+        ImageRecipe(size=64, augment=["horizontal flip"], train=0.75, validation=0.25, test=0),
+    )
+    unet = svc.modeling.start(admin, shapes.id, "unet_segmentation", {"epochs": 30})
+    mlp = svc.modeling.start(admin, iris.id, "mlp_classifier", {"epochs": 40})
+    regressor = svc.modeling.start(admin, diabetes.id, "mlp_regressor", {"weight_decay": 0.01})
+    done = {r.algorithm: finished(svc, admin, r, timeout=300) for r in (unet, mlp, regressor)}
+    for run in done.values():
+        assert run.status == "succeeded", svc.jobs.log_tail(svc.jobs.get(admin.id, run.id))
+    assert done["mlp_classifier"].metrics["test_accuracy"] >= 0.9
+    assert done["mlp_regressor"].metrics["test_r2"] > 0.2
+    segmentation = done["unet_segmentation"]
+    # A constant prediction (all background) has an IoU of 0 for every shape and for the
+    # foreground; the U-Net, trained from scratch for 30 epochs, is clearly above that.
+    assert segmentation.metrics["validation_foreground_iou"] > 0.5, segmentation.metrics
+    assert segmentation.metrics["validation_mean_iou"] > 0.15, segmentation.metrics
+    per_class = segmentation.details["validation_per_class"]
+    assert set(per_class) == {"circle", "square", "triangle"}
+    folder = svc.modeling.run_folder(segmentation) / "artifacts"
+    assert (folder / "model.pt").exists() and (folder / "example-0.png").exists()
+    with Image.open(folder / "example-0.png") as example:  # input | truth | prediction
+        assert example.size == (3 * 64, 64)
+    model = svc.modeling.register(admin, segmentation.id, "shapes-unet")
+    sys.path.insert(0, str(JOBSIDE))
+    try:
+        torch_models = importlib.import_module("crispml_algos.torch_models")
+        loaded = torch_models.load(model.path)  # a state dict, loaded with weights_only=True
+        annotations = svc.datasets.annotations(raw)
+        first = annotations["images"][0]
+        picture = Image.open(svc.datasets.folder(raw.id) / "images" / first["file_name"])
+        (result,) = torch_models.predict(loaded, [picture], overlay=True)
+    finally:
+        sys.path.remove(str(JOBSIDE))
+    assert set(result) == {"classes", "scores", "boxes", "mask", "overlay"}
+    assert len(result["classes"]) == len(result["scores"]) == len(result["boxes"])
+    assert len(result["mask"]) == 64 and len(result["mask"][0]) == 64
+    assert result["overlay"].shape == (64, 64, 3)
+    for (y0, x0, y1, x1), score in zip(result["boxes"], result["scores"], strict=True):
+        assert 0 <= y0 <= y1 < 64 and 0 <= x0 <= x1 < 64 and 0 <= score <= 1
+    truth = [a for a in annotations["annotations"] if a["image_id"] == first["id"]]
+    best = max(
+        (b for b in result["boxes"]), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None
+    )
+    assert best is not None and truth  # at least the largest shape is found
+    x, y, w, h = max(truth, key=lambda a: a["area"])["bbox"]
+    overlap_y = max(0, min(best[2], y + h - 1) - max(best[0], y) + 1)
+    overlap_x = max(0, min(best[3], x + w - 1) - max(best[1], x) + 1)
+    assert overlap_y * overlap_x > 0  # the largest box found overlaps the largest true shape

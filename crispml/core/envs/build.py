@@ -48,6 +48,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--uv", required=True)
     parser.add_argument("--python", required=True)
     parser.add_argument("--target", required=True, type=Path)
+    parser.add_argument("--find-links", action="append", default=[])
     parser.add_argument("requirements", nargs="*")
     args = parser.parse_args(argv)
     target: Path = args.target
@@ -64,8 +65,9 @@ def main(argv: list[str]) -> int:
         python = target / "bin" / "python"
         if args.requirements:
             _say("installing " + ", ".join(args.requirements))
-            _run([args.uv, "pip", "install", "--no-config", "--no-python-downloads", "--python",
-                  str(python), "--", *args.requirements])  # fmt: skip
+            links = [arg for link in args.find_links for arg in ("--find-links", link)]
+            _run([args.uv, "pip", "install", "--no-config", "--no-python-downloads", *links,
+                  "--python", str(python), "--", *args.requirements])  # fmt: skip
         _say("checking the new environment with its own interpreter")
         env = Environment(target.name, "venv", "building", str(python), prefix=str(target))
         result = probe(env, size=True)

@@ -46,6 +46,30 @@ UsageSource = Callable[[str], list[str]]
 CONDA_REFRESH_S = 60.0
 
 
+def pip_find_links() -> tuple[str, ...]:
+    """pip's find-links (``PIP_FIND_LINKS``, else pip.conf), so that environments built with uv
+    see the same local wheels as pip (a CPU build of torch, for example)."""
+    import configparser
+    import os
+
+    if os.environ.get("PIP_FIND_LINKS"):
+        return tuple(os.environ["PIP_FIND_LINKS"].split())
+    files = [
+        Path("/etc/pip.conf"),
+        Path.home() / ".config/pip/pip.conf",
+        Path.home() / ".pip/pip.conf",
+    ]
+    links: list[str] = []
+    for path in files:
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        links += parser.get("global", "find-links", fallback="").split()
+    return tuple(dict.fromkeys(links))
+
+
 def uv_binary() -> str:
     """uv from the ``uv`` package crispml depends on, else the one on PATH."""
     try:
@@ -68,6 +92,7 @@ class EnvironmentService:
         *,
         conda_tools: Sequence[str] = ("conda", "mamba", "micromamba"),
         python_interpreters: Sequence[str] = (),
+        find_links: Sequence[str] = (),
         clock: Clock = utcnow,
     ) -> None:
         self.registry = registry
@@ -75,6 +100,7 @@ class EnvironmentService:
         self._audit = audit
         self._conda_tools = tuple(conda_tools)
         self._extra_pythons = tuple(python_interpreters)
+        self._find_links = tuple(find_links) or pip_find_links()
         self._clock = clock
         self._conda_synced = 0.0
         self._usage_sources: list[UsageSource] = []
@@ -144,6 +170,7 @@ class EnvironmentService:
             interpreter.path,
             "--target",
             str(target),
+            *[arg for link in self._find_links for arg in ("--find-links", link)],
             "--",
             *reqs,
         ]

@@ -199,6 +199,22 @@ def run_details(run: Run) -> None:
                 width="stretch",
             )
             break
+    per_class = run.details.get("validation_per_class") or run.details.get("test_per_class")
+    if per_class:
+        st.markdown("IoU and Dice per class")
+        st.dataframe(
+            [
+                {"class": k, "IoU": v.get("iou"), "Dice": v.get("dice")}
+                for k, v in per_class.items()
+            ],
+            hide_index=True,
+        )
+    examples = sorted((services.modeling.run_folder(run) / "artifacts").glob("example-*.png"))
+    if examples:
+        st.markdown("Validation images: input · ground truth · prediction")
+        grid = st.columns(2)
+        for index, path in enumerate(examples):
+            grid[index % 2].image(str(path), width="stretch")
     job = services.jobs.get(0, run.id, admin=True)
     st.code(services.jobs.log_tail(job, 6_000) or "(no output)", language=None, height=200)
     st.link_button(":material/download: Full log", f"/jobs/{run.id}/log")
