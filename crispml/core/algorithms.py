@@ -48,6 +48,8 @@ class Param:
                     raise ValueError(value)
                 return str(value)
             number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
             if self.kind == "int":
                 if number != int(number):
                     raise ValueError(value)

@@ -451,7 +451,8 @@ class JobService:
         files = {}
         with contextlib.suppress(OSError, ValueError):
             recorded = json.loads((Path(old.workdir) / "command.json").read_text())
-            files = {n: (Path(old.workdir) / n).read_text() for n in recorded.get("files", [])}
+            names = [Path(str(n)).name for n in recorded.get("files", [])]
+            files = {n: (Path(old.workdir) / n).read_text() for n in names if n}
         return self.submit(
             user_id,
             owner.username if owner else old.owner,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import re
 import shutil
@@ -34,7 +35,7 @@ from crispml.core.clock import Clock, utcnow
 from crispml.core.data.service import Dataset, DatasetService
 from crispml.core.envs.registry import unmet
 from crispml.core.envs.service import EnvironmentService
-from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from crispml.core.jobs import FINISHED, JobService, JobSpec
 from crispml.store.db import Database
 from crispml.store.tables import ModelRow, RunRow
@@ -86,6 +87,15 @@ class ModelVersion:
     owner_id: int
     created_at: datetime
     module: str = field(default="")
+
+
+def _grid_point(names: list[str], options: list[list[Any]], index: int) -> dict[str, Any]:
+    """The ``index``-th point of the grid, in itertools.product's order, without building it."""
+    point: dict[str, Any] = {}
+    for name, choices in zip(reversed(names), reversed(options), strict=True):
+        index, position = divmod(index, len(choices))
+        point[name] = choices[position]
+    return {n: point[n] for n in names}
 
 
 def _to_run(row: RunRow) -> Run:
@@ -332,15 +342,21 @@ class ModelingService:
         if not values:
             raise InvalidInput("Choose at least one hyperparameter to sweep and its values.")
         names = list(values)
-        options = [[spec.param(n).parse(v) for v in values[n]] for n in names]
+        if any(len(values[n]) > 10_000 for n in names):
+            raise InvalidInput("Give at most 10,000 values per hyperparameter.")
+        options = [list(dict.fromkeys(spec.param(n).parse(v) for v in values[n])) for n in names]
         if any(not o for o in options):
             raise InvalidInput("Give each swept hyperparameter at least one value.")
-        grid = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*options)]
+        size = math.prod(len(o) for o in options)  # counted, never built, before the limit
+        wanted = min(random_points, size) if random_points else size
+        if wanted > MAX_SWEEP:
+            raise InvalidInput(f"That sweep has {wanted:,} points; at most {MAX_SWEEP}.")
         if random_points:
             rng = random.Random(seed)  # noqa: S311 - sampling a grid, not security
-            grid = rng.sample(grid, min(random_points, len(grid)))
-        if len(grid) > MAX_SWEEP:
-            raise InvalidInput(f"That sweep has {len(grid)} points; at most {MAX_SWEEP}.")
+            picked = rng.sample(range(size), wanted)
+            grid = [_grid_point(names, options, index) for index in picked]
+        else:
+            grid = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*options)]
         points = [spec.check_params({**base, **point}) for point in grid]
         self._prepared(user, dataset_id, spec)
         sweep_id = uuid.uuid4().hex[:12]
@@ -398,7 +414,7 @@ class ModelingService:
 
     def register(self, user: User, run_id: str, name: str, *, stage: str = "") -> ModelVersion:
         run = self.get(user.id, run_id)
-        if not MODEL_NAME.match(name or ""):
+        if not MODEL_NAME.fullmatch(name or ""):
             raise InvalidInput(
                 f"'{name}' cannot name a model: 1 to 64 letters, digits, '.', '_' or '-'."
             )
@@ -406,6 +422,7 @@ class ModelingService:
             raise InvalidInput(f"Unknown stage '{stage}'; use one of: {', '.join(STAGES[1:])}.")
         if run.status != "succeeded":
             raise Conflict(f"Run {run.id} is {run.status}: only a succeeded run has a model.")
+        self._check_owner(user, name)
         artifacts = self.run_folder(run) / "artifacts"
         if not artifacts.is_dir() or not any(artifacts.iterdir()):
             raise Conflict(f"Run {run.id} saved no model artifacts.")
@@ -428,11 +445,16 @@ class ModelingService:
             with self._db.session() as s:
                 latest = s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name))
             version = (latest or 0) + 1
+            while (self._home / "models" / name / str(version)).exists():
+                version += 1  # a folder a crash left behind: never reuse it
             target = self._home / "models" / name / str(version)
             try:
                 shutil.copytree(artifacts, target)
             except FileExistsError:
                 continue
+            except OSError as exc:
+                shutil.rmtree(target, ignore_errors=True)
+                raise Conflict(f"The model's files could not be copied: {exc}") from exc
             try:
                 with self._db.session() as s:
                     s.add(
@@ -461,6 +483,19 @@ class ModelingService:
             return self.model(name, version)
         raise Conflict(f"Could not register '{name}': too many registrations at once; try again.")
 
+    def _check_owner(self, user: User, name: str) -> None:
+        """A model name belongs to whoever registered its first version (and to admins)."""
+        if user.is_admin:
+            return
+        with self._db.session() as s:
+            first = s.scalar(
+                select(ModelRow.owner_id).where(ModelRow.name == name).order_by(ModelRow.version)
+            )
+        if first is not None and first != user.id:
+            raise PermissionDenied(
+                f"The model '{name}' belongs to another user; choose another name."
+            )
+
     def models(self) -> list[ModelVersion]:
         """Every version of every model, by name, newest version first."""
         with self._db.session() as s:
@@ -487,6 +522,7 @@ class ModelingService:
         if stage not in STAGES:
             raise InvalidInput(f"Unknown stage '{stage}'; use one of: {', '.join(STAGES[1:])}.")
         self.model(name, version)
+        self._check_owner(user, name)
         with self._db.session() as s:
             if stage == "production":
                 for other in s.scalars(

@@ -72,11 +72,12 @@ class ProjectService:
         self._db = db
         self._audit = audit
         self._clock = clock
-        self._cleanups: list[Callable[[int], None]] = []
+        self._cleanups: list[Callable[[int], Callable[[], None]]] = []
 
-    def on_delete(self, cleanup: Callable[[int], None]) -> None:
-        """Call ``cleanup(project_id)`` after a project is deleted (files its rows pointed to)."""
-        self._cleanups.append(cleanup)
+    def on_delete(self, prepare: Callable[[int], Callable[[], None]]) -> None:
+        """``prepare(project_id)`` runs before a project's rows go (to note what belongs to it)
+        and returns what to do once they are gone (remove the files they pointed to)."""
+        self._cleanups.append(prepare)
 
     def list(self, owner_id: int) -> list[Project]:
         """The owner's projects, most recently updated first."""
@@ -134,11 +135,14 @@ class ProjectService:
 
     def delete(self, owner_id: int, project_id: int, *, actor: str) -> None:
         with self._db.session() as s:
+            self._row(s, owner_id, project_id)  # exists and is theirs
+        after = [prepare(project_id) for prepare in self._cleanups]
+        with self._db.session() as s:
             row = self._row(s, owner_id, project_id)
             self._audit.add(s, actor, "project.delete", row.name)
             s.delete(row)
-        for cleanup in self._cleanups:
-            cleanup(project_id)
+        for cleanup in after:
+            cleanup()
 
     @staticmethod
     def _row(s: Session, owner_id: int, project_id: int) -> ProjectRow:

@@ -32,6 +32,11 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def _job_environment() -> dict[str, str]:
+    """The server's environment without crispml's own settings (secrets, database URL)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CRISPML_")}
+
+
 def main(argv: list[str]) -> int:
     db_url, home, job_id = argv[0], Path(argv[1]), argv[2]
     _detach()
@@ -47,7 +52,7 @@ def main(argv: list[str]) -> int:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.PIPE if launch["stdin"] else subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, **launch["environment"]},
+                env={**_job_environment(), **launch["environment"]},
             )
             failure = ""
         except OSError as exc:

@@ -60,7 +60,7 @@ def classification(
         precision = np.where(predicted_count > 0, tp / predicted_count, 0.0)
         recall = np.where(actual_count > 0, tp / actual_count, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = actual_count > 0
+    present = (actual_count > 0) | (predicted_count > 0)  # sklearn's macro: labels seen at all
     result: Dict[str, Any] = {
         "accuracy": float((y == p).mean()) if len(y) else 0.0,
         "precision": float(precision[present].mean()) if present.any() else 0.0,

@@ -295,7 +295,53 @@ def test_deleting_a_project_removes_its_datasets_files(services: Services, admin
     other = services.projects.create(admin.id, ProjectFields(name="Other"), actor="t")
     iris = services.datasets.add_sample(admin, project.id, "iris")
     kept = services.datasets.add_sample(admin, other.id, "wine")
+    in_flight = services.datasets.folder("being-written")  # another user's, not yet a row
+    in_flight.mkdir(parents=True)
     services.projects.delete(admin.id, project.id, actor="t")
     assert not services.datasets.folder(iris.id).exists()
+    assert in_flight.exists()
     assert services.datasets.folder(kept.id).exists()
     assert [d.name for d in services.datasets.all(admin.id, other.id)] == ["Wine"]
+
+
+def test_awkward_columns_and_files(services: Services, admin, project) -> None:
+    folder = user_files(services, admin)
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "index": rng.normal(size=60),  # a feature with pandas' favourite name
+            "when": [f"2024-01-0{i % 9 + 1}" for i in range(60)],  # dates
+            "label": ["a", "b", "c"] * 20,
+        }
+    )
+    frame.to_csv(folder / "awkward.csv", index=False)
+    awkward = services.datasets.register(admin, project.id, "awkward", folder / "awkward.csv", "x")
+    prepared = services.datasets.prepare(
+        admin, awkward.id, Recipe("label", ["index", "when"], "classification")
+    )
+    train = services.datasets.frame(prepared, "train")
+    assert "index" in train.columns and "level_0" not in train.columns
+    assert train["_row"].between(0, 59).all()  # row ids, not a feature
+    source = frame["index"].iloc[train["_row"]].to_numpy()  # the feature's own values
+    expected = (source - source.mean()) / source.std()  # standardised on the training rows
+    assert np.allclose(train["index"].to_numpy(), expected)
+    (folder / "rows.csv").write_text("_row,y\n1,a\n2,b\n3,a\n4,b\n")
+    rows = services.datasets.register(admin, project.id, "rows", folder / "rows.csv", "x")
+    with pytest.raises(InvalidInput, match="keeps for row ids"):
+        services.datasets.prepare(admin, rows.id, Recipe("y", ["_row"], "classification"))
+    single = pd.DataFrame({"x": range(10), "y": ["same"] * 10, "t": ["a"] * 10})
+    single.to_csv(folder / "single.csv", index=False)
+    one = services.datasets.register(admin, project.id, "single", folder / "single.csv", "x")
+    with pytest.raises(InvalidInput, match="one class only"):
+        services.datasets.prepare(admin, one.id, Recipe("y", ["x"], "classification"))
+    with pytest.raises(InvalidInput, match="is not numeric"):
+        services.datasets.prepare(admin, one.id, Recipe("t", ["x"], "regression"))
+    (folder / "nested.jsonl").write_text('{"a": 1, "tags": ["x", "y"]}\n{"a": 2, "tags": []}\n')
+    nested = services.datasets.register(admin, project.id, "nested", folder / "nested.jsonl", "x")
+    assert list(services.datasets.frame(nested)["tags"]) == ['["x", "y"]', "[]"]
+    assert services.datasets.profile(nested)["rows"] == 2
+    images = folder / "pictures"
+    generate(images, 3, 32, seed=1)
+    (images / "images" / "readme.png").write_text("not an image")
+    with pytest.raises(InvalidInput, match=r"readme\.png is not an image"):
+        services.datasets.register(admin, project.id, "pictures", images, "x")

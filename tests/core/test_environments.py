@@ -368,3 +368,17 @@ def test_a_job_whose_environment_went_away_fails_with_the_reason(svc: Services) 
     with svc.db.session() as s:
         assert s.get(JobRow, queued.id).env == "short-lived"
     assert os.environ.get("CRISPML_ENV") is None  # nothing leaked into the test process
+
+
+def test_a_failing_conda_tool_does_not_make_its_environments_vanish(
+    svc: Services, conda_stand_in: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool, _ = conda_stand_in
+    assert "conda-vision_py" in [e.name for e in svc.environments.all(refresh=True)]
+    broken = (
+        Path(tool).read_text().replace('if args[:3] == ["env", "list", "--json"]:', "if False:")
+    )
+    Path(tool).write_text(broken)  # the stand-in now fails every listing
+    assert "conda-vision_py" in [e.name for e in svc.environments.all(refresh=True)]
+    with pytest.raises(InvalidInput, match="points at a URL or a file"):
+        parse_requirements("mypkg @ file:///tmp/mypkg-1.0-py3-none-any.whl")

@@ -217,3 +217,16 @@ def test_executors_are_entry_point_plugins(tmp_path: Path) -> None:
     assert load_executor("ray", "sqlite://", tmp_path, {}).name == "ray"  # the ray extra
     with pytest.raises(ValueError, match="No job executor named 'nope'"):
         load_executor("nope", "sqlite://", tmp_path, {})
+
+
+def test_jobs_do_not_inherit_crispmls_settings(
+    jobs: JobService, owner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRISPML_ADMIN_PASSWORD", "never-in-a-job")
+    monkeypatch.setenv("UNRELATED_SETTING", "kept")
+    code = (
+        "import os; print(os.environ.get('CRISPML_ADMIN_PASSWORD'), "
+        "os.environ.get('UNRELATED_SETTING'), os.environ['CRISPML_JOB_ID'])"
+    )
+    job = final(jobs, owner, run(jobs, owner, code))
+    assert jobs.log_tail(job).split() == ["None", "kept", job.id]

@@ -5,6 +5,7 @@ store itself is tested on PostgreSQL elsewhere)."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import shutil
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from crispml.core.envs.registry import JOBSIDE
-from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from crispml.core.modeling import Run
 from crispml.services import Services, bootstrap, build_services
 from crispml.settings import Settings
@@ -278,3 +279,68 @@ def test_pytorch_algorithms_train_on_the_cpu(svc, admin, project, iris, diabetes
     overlap_y = max(0, min(best[2], y + h - 1) - max(best[0], y) + 1)
     overlap_x = max(0, min(best[3], x + w - 1) - max(best[1], x) + 1)
     assert overlap_y * overlap_x > 0  # the largest box found overlaps the largest true shape
+
+
+def test_review_fixes_without_training(svc, admin, iris, tmp_path: Path) -> None:
+    from crispml.core.algorithms import Param
+    from crispml.core.modeling import _grid_point
+    from tests.helpers import USER_PASSWORD
+
+    # Macro averages count every label seen, as scikit-learn does.
+    sys.path.insert(0, str(JOBSIDE))
+    try:
+        metrics = importlib.import_module("crispml_metrics")
+        sklearn_models = importlib.import_module("crispml_algos.sklearn_models")
+    finally:
+        sys.path.remove(str(JOBSIDE))
+    from sklearn.metrics import f1_score, precision_score
+
+    truth, predicted = ["a", "a", "b", "b"], ["a", "c", "b", "b"]
+    result = metrics.classification(truth, predicted)
+    assert result["precision"] == pytest.approx(
+        precision_score(truth, predicted, average="macro", zero_division=0)
+    )
+    assert result["f1"] == pytest.approx(
+        f1_score(truth, predicted, average="macro", zero_division=0)
+    )
+    # Non-finite integers are a message, not an OverflowError.
+    with pytest.raises(InvalidInput, match="'inf' is not a int"):
+        Param("n", "int", 1, 1, 10).parse("inf")
+    # A huge sweep is refused before anything is built; random points are drawn lazily.
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match="2,000,000 points; at most 200"):
+        svc.modeling.sweep(
+            admin, iris.id, "random_forest_classifier", {},
+            {"n_estimators": list(range(1, 201)), "max_depth": list(range(100)),
+             "min_samples_leaf": list(range(1, 101))},
+        )  # fmt: skip
+    assert time.monotonic() - started < 2
+    options = [[1, 2, 3], ["a", "b"], [True, False]]
+    names = ["x", "y", "z"]
+    for index, combo in enumerate(itertools.product(*options)):
+        assert _grid_point(names, options, index) == dict(zip(names, combo, strict=True))
+    # Another user cannot touch a model name that is not theirs.
+    svc.auth.create_user("mallory", USER_PASSWORD, actor="t")
+    mallory = svc.auth.get_user("mallory")
+    run = finished(svc, admin, svc.modeling.start(admin, iris.id, "knn_classifier", {}))
+    model = svc.modeling.register(admin, run.id, "owned-model")
+    with pytest.raises(PermissionDenied, match="belongs to another user"):
+        svc.modeling.set_stage(mallory, "owned-model", model.version, "archived")
+    # A folder a crash left behind does not block the name.
+    (svc.settings.home / "models" / "left-behind" / "1").mkdir(parents=True)
+    assert svc.modeling.register(admin, run.id, "left-behind").version == 2
+    with pytest.raises(InvalidInput, match="cannot name a model"):
+        svc.modeling.register(admin, run.id, "trailing\n")
+    # A model file holding a function (not a class) is refused by the loader.
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.utils.validation import check_array
+
+    pipeline = make_pipeline(FunctionTransformer(check_array), LogisticRegression())
+    features = svc.datasets.frame(iris, "train").drop(columns=["species", "_row"])
+    pipeline.fit(features.to_numpy(), svc.datasets.frame(iris, "train")["species"])
+    sio.dump(pipeline, tmp_path / "model.skops")
+    with pytest.raises(ValueError, match=r"does not load: sklearn\.utils\.validation\.check_array"):
+        sklearn_models.load(tmp_path)

@@ -30,6 +30,7 @@ def jobs_of(home: Path) -> dict[str, tuple[str, int | None]]:
 
 def test_jobs_finish_after_the_web_server_is_killed(tmp_path: Path) -> None:
     server = Server(tmp_path / "home", env_extra={"CRISPML_JOBS_MAX_CONCURRENT": "3"}).start()
+    go = tmp_path / "go"
     try:
         ids = {
             cli(
@@ -41,7 +42,10 @@ def test_jobs_finish_after_the_web_server_is_killed(tmp_path: Path) -> None:
                 "--",
                 sys.executable,
                 "-c",
-                f"import sys, time; time.sleep(8); sys.exit({code})",
+                # Each waits for a go signal, so none ends before the server is killed, however
+                # slow the submissions are.
+                f"import os, sys, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+                f"sys.exit({code})",
             ): code
             for code in (0, 3, 0)
         }
@@ -52,7 +56,12 @@ def test_jobs_finish_after_the_web_server_is_killed(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert all(s == "running" for s, _ in jobs_of(server.home).values())
         server.stop(signal.SIGKILL)  # the web server dies mid-run
-        time.sleep(9)  # the jobs end while no web server runs
+        go.touch()  # the jobs end while no web server runs
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(s not in ("running", "starting") for s, _ in jobs_of(server.home).values()):
+                break
+            time.sleep(0.1)
         server.start()
         final = jobs_of(server.home)
         for job_id, code in ids.items():

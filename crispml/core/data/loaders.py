@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +50,11 @@ def read_table(path: Path) -> pd.DataFrame:
         raise InvalidInput(f"{path.name} could not be read as {fmt}: {detail}") from exc
     if frame.shape[1] == 0 or frame.shape[0] == 0:
         raise InvalidInput(f"{path.name} holds no rows or no columns.")
+    for column in frame.columns:  # nested JSON (lists, objects) is kept as its JSON text
+        if frame[column].dtype == object and frame[column].map(type).isin([list, dict]).any():
+            frame[column] = frame[column].map(
+                lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v
+            )
     names = [str(c) for c in frame.columns]
     if len(set(names)) != len(names):
         raise InvalidInput(f"{path.name} has two columns with the same name.")
@@ -75,8 +81,23 @@ def scan_images(folder: Path) -> list[ImageItem]:
     items = [
         ImageItem(p, masks.get(p.stem))
         for p in sorted(images_dir.iterdir())
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.is_file() and not p.is_symlink() and p.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not items:
         raise InvalidInput(f"{folder.name} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     return items
+
+
+def check_images(items: list[ImageItem]) -> None:
+    """Every image and mask opens as an image; a clear error naming the first that does not."""
+    from PIL import Image, UnidentifiedImageError
+
+    for item in items:
+        for path in (item.image, item.mask):
+            if path is None:
+                continue
+            try:
+                with Image.open(path) as picture:
+                    picture.verify()
+            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+                raise InvalidInput(f"{path.name} is not an image crispml can read: {exc}") from exc

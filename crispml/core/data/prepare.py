@@ -23,6 +23,7 @@ SCALE = ("none", "standard", "minmax")
 ENCODE = ("none", "onehot", "ordinal")
 TASKS = ("classification", "regression")
 AUGMENT = ("horizontal flip", "vertical flip", "rotate 90", "brightness")
+ROW_COLUMN = "_row"  # each prepared row's position in the source table
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Recipe:
 
 
 def check_recipe(recipe: Recipe, columns: list[str]) -> None:
+    if ROW_COLUMN in columns:
+        raise InvalidInput(f"A column is named '{ROW_COLUMN}', which crispml keeps for row ids.")
     if recipe.target not in columns:
         raise InvalidInput(f"The target '{recipe.target}' is not a column of this dataset.")
     if not recipe.features:
@@ -93,6 +96,12 @@ def split(frame: pd.DataFrame, recipe: Recipe) -> dict[str, pd.DataFrame]:
     rows = frame[frame[recipe.target].notna()]
     if len(rows) < 3:
         raise InvalidInput("Fewer than 3 rows have a target value: nothing to split.")
+    if recipe.task == "classification" and rows[recipe.target].nunique() < 2:
+        raise InvalidInput(f"The target '{recipe.target}' has one class only: nothing to learn.")
+    if recipe.task == "regression" and rows[recipe.target].dtype.kind not in "biuf":
+        raise InvalidInput(
+            f"The target '{recipe.target}' is not numeric: choose classification or another target."
+        )
     labels = rows[recipe.target].astype(str) if recipe.task == "classification" else None
     stratify = recipe.stratify and labels is not None
     if stratify:
@@ -140,11 +149,11 @@ def _fill_value(series: pd.Series, how: str) -> Any:
         return float(present.median()) if len(present) else 0.0
     if how == "most_frequent":
         mode = present.mode()
-        return (
-            mode.iloc[0].item()
-            if len(mode) and hasattr(mode.iloc[0], "item")
-            else (mode.iloc[0] if len(mode) else "")
-        )
+        if not len(mode):
+            return ""
+        value = mode.iloc[0]
+        value = value.item() if hasattr(value, "item") else value
+        return value if isinstance(value, (str, int, float, bool)) else str(value)
     return 0 if series.dtype.kind in "fiub" else "missing"
 
 
@@ -209,7 +218,8 @@ def prepare_table(
         blocks = outputs[name]
         features = pd.concat(blocks, axis=1) if blocks else pd.DataFrame(index=part.index)
         features[recipe.target] = part[recipe.target]
-        result[name] = features.reset_index(drop=False).rename(columns={"index": "_row"})
+        features.insert(0, ROW_COLUMN, part.index.to_numpy())
+        result[name] = features.reset_index(drop=True)
     return result, fitted
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from crispml.core.audit import AuditLog
 from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
-from crispml.core.data import loaders, shapes
+from crispml.core.data import loaders
 from crispml.core.data import prepare as recipes
 from crispml.core.data.profile import column_kind, profile_table
 from crispml.core.data.samples import SAMPLES, table_sample
@@ -207,6 +207,8 @@ class DatasetService:
             )  # fmt: skip
         if not 1 <= count <= 10_000 or not 32 <= size <= 1024:
             raise InvalidInput("Shapes: 1 to 10,000 images of 32 to 1,024 pixels.")
+        from crispml.core.data import shapes  # numpy and Pillow: only when generating
+
         dataset_id = uuid.uuid4().hex[:12]
         folder = self.folder(dataset_id)
         try:
@@ -236,6 +238,7 @@ class DatasetService:
         name = self._check_name(user.id, project_id, name or path.stem)
         if path.is_dir():
             items = loaders.scan_images(path)
+            loaders.check_images(items)
             dataset_id = uuid.uuid4().hex[:12]
             folder = self.folder(dataset_id)
             try:
@@ -300,6 +303,32 @@ class DatasetService:
         parent_id: str | None = None,
         recipe: dict[str, Any] | None = None,
     ) -> Dataset:
+        try:
+            return self._insert_row(
+                user, dataset_id, project_id, name, kind, source, fmt, schema, rows, version,
+                details, role, parent_id, recipe,
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.folder(dataset_id), ignore_errors=True)
+            raise
+
+    def _insert_row(
+        self,
+        user: User,
+        dataset_id: str,
+        project_id: int,
+        name: str,
+        kind: str,
+        source: str,
+        fmt: str,
+        schema: list[dict[str, str]],
+        rows: int,
+        version: str,
+        details: dict[str, Any],
+        role: str,
+        parent_id: str | None,
+        recipe: dict[str, Any] | None,
+    ) -> Dataset:
         (self.folder(dataset_id) / "version").write_text(version)  # for the profile job
         row = DatasetRow(
             id=dataset_id,
@@ -315,8 +344,8 @@ class DatasetService:
             size_bytes=_folder_size(self.folder(dataset_id)),
             version=version,
             parent_id=parent_id,
-            recipe=json.dumps(recipe or {}),
-            details=json.dumps(details),
+            recipe=json.dumps(recipe or {}, default=str),
+            details=json.dumps(details, default=str),
             created_at=self._clock(),
         )
         try:
@@ -324,7 +353,6 @@ class DatasetService:
                 s.add(row)
                 self._audit.add(s, user.username, f"dataset.{role}", dataset_id, name)
         except IntegrityError as exc:
-            shutil.rmtree(self.folder(dataset_id), ignore_errors=True)
             raise Conflict(f"A dataset named '{name}' exists in this project already.") from exc
         return self.get(user.id, dataset_id)
 
@@ -344,15 +372,17 @@ class DatasetService:
             raise Conflict(f"A dataset named '{name}' exists in this project already.")
         return name
 
-    def forget_project(self, project_id: int) -> None:
-        """After a project is deleted (its rows went with it): remove folders nothing names."""
-        if not self.root.exists():
-            return
+    def forget_project(self, project_id: int) -> Callable[[], None]:
+        """Before a project is deleted: note its datasets; returns the removal of their folders,
+        for after the delete (the rows go with the project)."""
         with self._db.session() as s:
-            known = set(s.scalars(select(DatasetRow.id)))
-        for folder in self.root.iterdir():
-            if folder.is_dir() and folder.name not in known:
-                shutil.rmtree(folder, ignore_errors=True)
+            ids = list(s.scalars(select(DatasetRow.id).where(DatasetRow.project_id == project_id)))
+
+        def remove() -> None:
+            for dataset_id in ids:
+                shutil.rmtree(self.folder(dataset_id), ignore_errors=True)
+
+        return remove
 
     def delete(self, user: User, dataset_id: str) -> list[str]:
         """Delete a dataset and the versions prepared from it; returns the names deleted."""

@@ -182,7 +182,13 @@ def parse_requirements(text: str | Iterable[str]) -> list[str]:
                 "write one requirement per line, e.g. 'scikit-learn>=1.5'."
             )
         try:
-            found.append(str(Requirement(line)))
+            requirement = Requirement(line)
+            if requirement.url:
+                raise InvalidInput(
+                    f"Line {number}: '{line}' points at a URL or a file; list packages from the "
+                    "index by name and version instead."
+                )
+            found.append(str(requirement))
         except InvalidRequirement as exc:
             message = f"Line {number}: '{line}' is not a valid requirement: {exc}"
             raise InvalidInput(message) from exc
@@ -332,8 +338,9 @@ def _conda_name(prefix: str) -> str:
     return f"conda-{stem}"[:60]
 
 
-def discover_conda(tools: Sequence[str]) -> list[tuple[str, str, str]]:
-    """(name, tool, prefix) of every environment the conda-compatible ``tools`` list."""
+def discover_conda(tools: Sequence[str]) -> list[tuple[str, str, str]] | None:
+    """(name, tool, prefix) of every environment the conda-compatible ``tools`` list; None when
+    a tool that is installed did not answer (then nothing is changed)."""
     found: list[tuple[str, str, str]] = []
     prefixes: set[str] = set()
     names: set[str] = set()
@@ -351,7 +358,7 @@ def discover_conda(tools: Sequence[str]) -> list[tuple[str, str, str]]:
             )
             listed = json.loads(out.stdout).get("envs", [])
         except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
-            continue
+            return None
         for prefix in listed:
             if not isinstance(prefix, str) or prefix in prefixes or not os.path.isdir(prefix):
                 continue
@@ -526,8 +533,13 @@ class EnvironmentRegistry:
                             created_at=self._clock(),
                         )
                     )
-                else:
+                elif row.prefix != prefix:  # another environment took the name: start afresh
                     row.tool, row.prefix = tool, prefix
+                    row.interpreter = str(Path(prefix) / "bin" / "python")
+                    row.python_version, row.packages, row.problems = "", "{}", "[]"
+                    row.size_bytes, row.checked_at = None, None
+                else:
+                    row.tool = tool
             gone = [n for n, r in rows.items() if r.kind == "conda" and n not in listed]
             if gone:
                 s.execute(delete(EnvironmentRow).where(EnvironmentRow.name.in_(gone)))

@@ -114,7 +114,9 @@ class EnvironmentService:
     def all(self, *, refresh: bool = False) -> list[Environment]:
         """Every environment; conda's are looked up again at most once a minute (or now)."""
         if refresh or time.monotonic() - self._conda_synced > CONDA_REFRESH_S:
-            self.registry.sync_conda(discover_conda(self._conda_tools))
+            found = discover_conda(self._conda_tools)
+            if found is not None:  # a tool that failed once must not make its envs vanish
+                self.registry.sync_conda(found)
             self._conda_synced = time.monotonic()
         return self.registry.all()
 

@@ -133,13 +133,30 @@ def save(model: Any, path: Path, features: List[str], ctx: Any) -> None:
     )  # fmt: skip
 
 
+def _is_safe_type(name: str) -> bool:
+    """A class (never a function) of scikit-learn, NumPy or SciPy: building one runs no code
+    of the file's choosing. Functions (e.g. in a FunctionTransformer) are refused."""
+    import importlib
+    import inspect
+
+    if not name.startswith(("sklearn.", "numpy.", "scipy.")):
+        return False
+    module_name, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return inspect.isclass(found)
+
+
 def load(folder: Path) -> Any:
-    """The model, refusing any type outside scikit-learn and numpy (skops checks every one)."""
+    """The model, after skops lists the types the file would create: only classes of
+    scikit-learn, NumPy and SciPy are accepted, never a function."""
     import skops.io as sio
 
     path = Path(folder) / "model.skops"
     unknown = sio.get_untrusted_types(file=path)
-    unsafe = [t for t in unknown if not t.startswith(("sklearn.", "numpy.", "scipy."))]
+    unsafe = [t for t in unknown if not _is_safe_type(t)]
     if unsafe:
         raise ValueError(f"the model file holds types crispml does not load: {', '.join(unsafe)}")
     return sio.load(path, trusted=unknown)

@@ -326,7 +326,11 @@ def _images_view(dataset: Dataset) -> None:
     shown = items[(int(page) - 1) * GALLERY_PAGE : int(page) * GALLERY_PAGE]
     grid = st.columns(4)
     for index, item in enumerate(shown):
-        picture = overlay(item.image, item.mask if show_masks else None)
+        try:
+            picture = overlay(item.image, item.mask if show_masks else None)
+        except (OSError, ValueError) as exc:
+            grid[index % 4].warning(f"{item.image.name}: {exc}", icon=":material/broken_image:")
+            continue
         grid[index % 4].image(picture, caption=item.image.name, width="stretch")
 
 

@@ -135,10 +135,14 @@ def _details(env: Environment) -> None:
     if env.build_job:
         log.link_button(":material/download: Build log", f"/jobs/{env.build_job}/log")
     if check.button(":material/stethoscope: Check health", key=f"env.check.{env.name}"):
-        with st.spinner(f"Starting {env.name}'s interpreter…"):
-            result = services.environments.check(env.name)
-        verdict = "healthy" if result.ok else f"{len(result.problems)} problem(s)"
-        feedback.done(f"{env.name}: {verdict}.")
+        try:
+            with st.spinner(f"Starting {env.name}'s interpreter…"):
+                result = services.environments.check(env.name)
+        except CrispmlError as exc:
+            feedback.error(exc)
+        else:
+            verdict = "healthy" if result.ok else f"{len(result.problems)} problem(s)"
+            feedback.done(f"{env.name}: {verdict}.")
     if user.is_admin and env.kind in ("venv", "path"):
         with delete:
             if confirm_button(

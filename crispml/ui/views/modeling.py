@@ -215,7 +215,11 @@ def run_details(run: Run) -> None:
         grid = st.columns(2)
         for index, path in enumerate(examples):
             grid[index % 2].image(str(path), width="stretch")
-    job = services.jobs.get(0, run.id, admin=True)
+    try:
+        job = services.jobs.get(0, run.id, admin=True)
+    except CrispmlError:
+        st.caption("Its job, with its log, has been deleted.")
+        return
     st.code(services.jobs.log_tail(job, 6_000) or "(no output)", language=None, height=200)
     st.link_button(":material/download: Full log", f"/jobs/{run.id}/log")
 
