@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import time
 
-from streamlit.testing.v1 import AppTest
-
 from crispml.services import Services
 from tests.helpers import USER_PASSWORD
+from tests.ui.test_data_pages import button, session
 from tests.ui.test_views import login_as
-
-
-def session(view: str) -> AppTest:
-    """A browser session on one page, with the workspace restored and autosaved."""
-    return AppTest.from_string(
-        "from crispml.ui import context, workspace\n"
-        f"from crispml.ui.views import {view}\n"
-        "a = context.require_login()\nworkspace.restore(a.user.id)\n"
-        f"{view}.render()\nworkspace.autosave(a.user.id)\n",
-        default_timeout=60,
-    ).run()
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def test_admin_builds_checks_and_deletes_a_venv(svc: Services) -> None:

@@ -303,57 +303,36 @@ class DatasetService:
         parent_id: str | None = None,
         recipe: dict[str, Any] | None = None,
     ) -> Dataset:
+        """Record a dataset whose folder is written; on any failure the folder goes too."""
         try:
-            return self._insert_row(
-                user, dataset_id, project_id, name, kind, source, fmt, schema, rows, version,
-                details, role, parent_id, recipe,
-            )  # fmt: skip
-        except BaseException:
-            shutil.rmtree(self.folder(dataset_id), ignore_errors=True)
-            raise
-
-    def _insert_row(
-        self,
-        user: User,
-        dataset_id: str,
-        project_id: int,
-        name: str,
-        kind: str,
-        source: str,
-        fmt: str,
-        schema: list[dict[str, str]],
-        rows: int,
-        version: str,
-        details: dict[str, Any],
-        role: str,
-        parent_id: str | None,
-        recipe: dict[str, Any] | None,
-    ) -> Dataset:
-        (self.folder(dataset_id) / "version").write_text(version)  # for the profile job
-        row = DatasetRow(
-            id=dataset_id,
-            project_id=project_id,
-            owner_id=user.id,
-            name=name,
-            kind=kind,
-            role=role,
-            source=source,
-            format=fmt,
-            schema=json.dumps(schema),
-            rows=rows,
-            size_bytes=_folder_size(self.folder(dataset_id)),
-            version=version,
-            parent_id=parent_id,
-            recipe=json.dumps(recipe or {}, default=str),
-            details=json.dumps(details, default=str),
-            created_at=self._clock(),
-        )
-        try:
+            (self.folder(dataset_id) / "version").write_text(version)  # for the profile job
+            row = DatasetRow(
+                id=dataset_id,
+                project_id=project_id,
+                owner_id=user.id,
+                name=name,
+                kind=kind,
+                role=role,
+                source=source,
+                format=fmt,
+                schema=json.dumps(schema),
+                rows=rows,
+                size_bytes=_folder_size(self.folder(dataset_id)),
+                version=version,
+                parent_id=parent_id,
+                recipe=json.dumps(recipe or {}, default=str),
+                details=json.dumps(details, default=str),
+                created_at=self._clock(),
+            )
             with self._db.session() as s:
                 s.add(row)
                 self._audit.add(s, user.username, f"dataset.{role}", dataset_id, name)
         except IntegrityError as exc:
+            shutil.rmtree(self.folder(dataset_id), ignore_errors=True)
             raise Conflict(f"A dataset named '{name}' exists in this project already.") from exc
+        except BaseException:
+            shutil.rmtree(self.folder(dataset_id), ignore_errors=True)
+            raise
         return self.get(user.id, dataset_id)
 
     def _check_name(self, user_id: int, project_id: int, name: str) -> str:
