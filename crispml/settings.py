@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from crispml.core.log_patterns import DEFAULT_LOG_PATTERNS, compile_patterns
+
 ENV_PREFIX = "CRISPML_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MIN_SECRET_BYTES = 32
@@ -145,6 +147,13 @@ class Settings(BaseSettings):
         description="Folders or URLs where uv also looks for packages when building "
         "environments; empty: pip's own find-links (PIP_FIND_LINKS or pip.conf).",
     )
+    log_metric_patterns: tuple[str, ...] = Field(
+        default=DEFAULT_LOG_PATTERNS,
+        description="Regular expressions that find metrics in a job's output log when it "
+        "writes no metrics.jsonl, CSV or TensorBoard file: named groups name and value, or one "
+        "group per metric; step, epoch, total, batch and batches place the line. The default "
+        "reads key=value, key: value and Keras lines.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the server."
     )
@@ -154,6 +163,12 @@ class Settings(BaseSettings):
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_SECRET_BYTES:
             raise ValueError(f"must have at least {MIN_SECRET_BYTES} characters")
+        return value
+
+    @field_validator("log_metric_patterns", mode="after")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        compile_patterns(value)  # a ValueError names the pattern
         return value
 
     @field_validator("home", mode="after")

@@ -6,6 +6,7 @@ works on Python 3.8 and newer. It never imports crispml itself.
 
     import crispml_job
     crispml_job.log_metrics({"loss": 0.41, "accuracy": 0.88}, step=3)
+    crispml_job.total_steps(10)  # for the progress bar and its time-left estimate
     crispml_job.progress(0.3, "epoch 3 of 10")
     model_file = crispml_job.artifact_path("model.skops")
 
@@ -22,7 +23,15 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-__all__ = ["artifact_path", "log_metric", "log_metrics", "params", "progress", "run_dir"]
+__all__ = [
+    "artifact_path",
+    "log_metric",
+    "log_metrics",
+    "params",
+    "progress",
+    "run_dir",
+    "total_steps",
+]
 
 
 def run_dir() -> Path:
@@ -52,23 +61,36 @@ def _append(record: Mapping[str, Any]) -> None:
         f.flush()
 
 
-def log_metrics(values: Mapping[str, Any], step: Optional[int] = None) -> None:
-    """Record named numbers (loss, accuracy, ...) at ``step``; NaN and infinity become null."""
+def log_metrics(
+    values: Mapping[str, Any], step: Optional[int] = None, epoch: Optional[float] = None
+) -> None:
+    """Record named numbers (loss, accuracy, ...) at ``step`` (and ``epoch``, for charts by
+    epoch); NaN and infinity become null. Name them ``train_loss``, ``val_loss`` (or
+    ``loss/train``, ``loss/val``) and the live charts draw both parts in one chart."""
     record: Dict[str, Any] = {"time": time.time()}
     if step is not None:
         record["step"] = int(step)
+    if epoch is not None:
+        record["epoch"] = float(epoch)
     record["metrics"] = {str(k): _number(v) for k, v in values.items()}
     _append(record)
 
 
-def log_metric(name: str, value: Any, step: Optional[int] = None) -> None:
-    log_metrics({name: value}, step)
+def log_metric(
+    name: str, value: Any, step: Optional[int] = None, epoch: Optional[float] = None
+) -> None:
+    log_metrics({name: value}, step, epoch)
 
 
 def progress(fraction: float, message: str = "") -> None:
     """How far the job is (0 to 1), with a short message for the process table."""
     share = max(0.0, min(1.0, float(fraction)))
     _append({"time": time.time(), "progress": share, "message": message})
+
+
+def total_steps(total: int) -> None:
+    """How many steps the job will log in all: the page shows progress and the time left."""
+    _append({"time": time.time(), "total": int(total)})
 
 
 def artifact_path(name: str) -> Path:

@@ -90,8 +90,7 @@ class RunContext:
 
     def total_steps(self, total: int) -> None:
         self._total = int(total)
-        crispml_job.log_metrics({}, step=0)
-        _append_total(total)
+        crispml_job.total_steps(total)
 
     def evaluate(
         self, part: str, predicted: Any, scores: Any = None, truth: Any = None
@@ -118,11 +117,6 @@ class RunContext:
         numbers = {f"{part}_{k}": v for k, v in result.items() if isinstance(v, (int, float))}
         if numbers:
             crispml_job.log_metrics(numbers)
-
-
-def _append_total(total: int) -> None:
-    with (crispml_job.run_dir() / "metrics.jsonl").open("a", encoding="utf-8") as f:
-        f.write(json.dumps({"time": time.time(), "total": int(total)}) + "\n")
 
 
 def main() -> int:

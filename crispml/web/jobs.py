@@ -1,27 +1,39 @@
-"""/jobs/<id>/log: a job's full log as a download, for its owner or an admin."""
+"""/jobs/<id>/log and /jobs/<id>/metrics.csv: a job's full log and its metrics (every point of
+every source, as CSV) as downloads, for its owner or an admin."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from crispml.core.auth import AuthSession
 from crispml.core.errors import NotFound
+from crispml.core.jobs import Job
+from crispml.core.tracking import TRACKERS
 from crispml.services import Services
+
+
+def _job(services: Services, request: Request) -> Job | JSONResponse:
+    auth = getattr(request.state, "auth", None)
+    if not isinstance(auth, AuthSession):
+        return JSONResponse({"detail": "Login required."}, status_code=401)
+    try:
+        return services.jobs.get(
+            auth.user.id, request.path_params["job_id"], admin=auth.user.is_admin
+        )
+    except NotFound as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
 def job_routes(services: Services) -> list[Route]:
     async def log(request: Request) -> Response:
-        auth = getattr(request.state, "auth", None)
-        if not isinstance(auth, AuthSession):
-            return JSONResponse({"detail": "Login required."}, status_code=401)
-        try:
-            job = services.jobs.get(
-                auth.user.id, request.path_params["job_id"], admin=auth.user.is_admin
-            )
-        except NotFound as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=404)
+        job = _job(services, request)
+        if isinstance(job, JSONResponse):
+            return job
         path = services.jobs.log_path(job)
         if not path.exists():
             return JSONResponse({"detail": "This job has written no output yet."}, status_code=404)
@@ -32,4 +44,26 @@ def job_routes(services: Services) -> list[Route]:
             headers={"x-content-type-options": "nosniff"},
         )
 
-    return [Route("/jobs/{job_id}/log", log, methods=["GET", "HEAD"])]
+    async def metrics(request: Request) -> Response:
+        job = _job(services, request)
+        if isinstance(job, JSONResponse):
+            return job
+        folder = Path(job.workdir)
+        patterns = services.settings.log_metric_patterns
+        tracker = await run_in_threadpool(TRACKERS.refreshed, folder, patterns)
+        if not tracker.series:
+            return JSONResponse({"detail": "This job has logged no metrics."}, status_code=404)
+        name = f"{job.name}-{job.id}-metrics.csv".replace('"', "")
+        return StreamingResponse(
+            iterate_in_threadpool(tracker.csv_lines()),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "content-disposition": f'attachment; filename="{name}"',
+                "x-content-type-options": "nosniff",
+            },
+        )
+
+    return [
+        Route("/jobs/{job_id}/log", log, methods=["GET", "HEAD"]),
+        Route("/jobs/{job_id}/metrics.csv", metrics, methods=["GET", "HEAD"]),
+    ]

@@ -38,9 +38,22 @@ def test_train_compare_and_register(svc: Services) -> None:
     at.run()
     runs = at.dataframe[0].value
     assert set(runs["Status"]) == {"succeeded"} and len(runs) == 2
+    # Training curves of the latest run (none is running): its logged metrics, charted
+    assert not at.exception
+    latest = [c.value for c in at.caption if "points · latest" in c.value]
+    assert len(latest) == 1 and "validation_accuracy" in latest[0]
+    assert len(at.get("vega_lite_chart")) >= 2  # one chart per metric
 
     page = session("evaluation")
     assert not page.exception
+    # both runs' curves compared; the chart settings are kept in the user's workspace
+    assert len([c for c in page.caption if "points · latest" in c.value]) == 2
+    page.selectbox(key="wsu.live.interval").select(0).run()
+    page.toggle(key="wsu.live.log").set_value(True).run()
+    assert not page.exception
+    again = session("evaluation")
+    assert again.selectbox(key="wsu.live.interval").value == 0
+    assert again.toggle(key="wsu.live.log").value is True
     assert page.selectbox(key="ws.eval.sort").value == "validation_accuracy"
     table = page.dataframe[0].value
     values = list(table["validation_accuracy"])

@@ -70,9 +70,15 @@ def test_jobs_finish_after_the_web_server_is_killed(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_the_full_log_is_for_its_owner(server: Server) -> None:
+def test_the_full_log_and_the_metrics_are_for_their_owner(server: Server) -> None:
     server.add_user("olga")
-    job_id = cli(server, "jobs", "submit", "--", sys.executable, "-c", "print('hello log')")
+    code = (
+        "import crispml_job\n"
+        "print('hello log')\n"
+        "for step in range(3): crispml_job.log_metrics({'loss': 1 / (step + 1)}, step=step)"
+    )
+    job_id = cli(server, "jobs", "submit", "--", sys.executable, "-c", code)
+    quiet = cli(server, "jobs", "submit", "--", sys.executable, "-c", "pass")
     time.sleep(3)
     with server.client() as client:
         server.login(client)
@@ -80,8 +86,28 @@ def test_the_full_log_is_for_its_owner(server: Server) -> None:
         assert log.status_code == 200
         assert log.text == "hello log\n"
         assert log.headers["content-disposition"].startswith("attachment")
+        metrics = client.get(f"/jobs/{job_id}/metrics.csv")
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"].startswith("text/csv")
+        assert metrics.headers["content-disposition"].startswith("attachment")
+        assert [step for step, _ in _times(metrics.text)] == [0, 1, 2]
+        assert metrics.text.splitlines() == [
+            "metric,step,epoch,time,value",
+            *(f"loss,{step},,{t},{1 / (step + 1)!r}" for step, t in _times(metrics.text)),
+        ]
+        none = client.get(f"/jobs/{quiet}/metrics.csv")
+        assert none.status_code == 404 and "no metrics" in none.json()["detail"]
     with server.client() as client:
         server.login(client, "olga", "lilac-harbor-93")
         assert client.get(f"/jobs/{job_id}/log").status_code == 404
+        assert client.get(f"/jobs/{job_id}/metrics.csv").status_code == 404
     with server.client() as anonymous:
         assert anonymous.get(f"/jobs/{job_id}/log").status_code == 401
+        assert anonymous.get(f"/jobs/{job_id}/metrics.csv").status_code == 401
+
+
+def _times(text: str) -> list[tuple[int, str]]:
+    """(step, time) of each data row, checked to be a plausible wall time."""
+    rows = [line.split(",") for line in text.splitlines()[1:]]
+    assert all(1.7e9 < float(r[3]) < 4e9 for r in rows)
+    return [(int(r[1]), r[3]) for r in rows]

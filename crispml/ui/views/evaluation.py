@@ -12,7 +12,7 @@ from crispml.core.modeling import STAGES, Run
 from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views.data_understanding import project_or_stop
-from crispml.ui.views.modeling import key_metric, run_details
+from crispml.ui.views.modeling import key_metric, run_details, watch
 from crispml.ui.widgets import feedback
 
 LOWER_IS_BETTER = ("rmse", "mae", "loss")
@@ -143,6 +143,8 @@ def render() -> None:
         st.altair_chart(chart, width="stretch")
         direction = "lower" if lower_is_better(metric) else "higher"
         st.caption(f"Sorted by {metric}, best first ({direction} is better).")
+    st.subheader("Training curves")
+    watch(selected, "eval", default=[r.id for r in selected])
     best = next(r for r in selected if r.id == frame["Run"].iloc[0])
     _register(selected, best)
     details = st.selectbox(

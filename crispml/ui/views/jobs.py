@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 
 import streamlit as st
 
@@ -12,7 +12,7 @@ from crispml.core.jobs import FINISHED, KINDS, Job, JobSpec
 from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views import environments
-from crispml.ui.widgets import feedback, process_table
+from crispml.ui.widgets import feedback, live_plots, process_table
 from crispml.ui.widgets.confirm import confirm_button
 
 STATUSES = ["queued", "starting", "running", "succeeded", "failed", "stopped", "lost"]
@@ -36,16 +36,6 @@ def _submit() -> None:
     feedback.queue(f"Submitted job {job.id} ({job.status}).")
 
 
-@st.fragment(run_every=timedelta(seconds=2))
-def _log(job_id: str) -> None:
-    user = context.current_user()
-    service = context.services().jobs
-    job = service.get(user.id, job_id, admin=user.is_admin)
-    st.code(service.log_tail(job, 20_000) or "(no output yet)", language=None, height=320)
-    if job.finished:
-        st.caption(f"Ended: {job.status}" + (f" · {job.error}" if job.error else ""))
-
-
 def _details(job: Job) -> None:
     user = context.current_user()
     service = context.services().jobs
@@ -53,9 +43,8 @@ def _details(job: Job) -> None:
     st.caption("Command: `" + " ".join(shlex.quote(a) for a in job.argv) + "`")
     if job.error:
         st.caption(f"Outcome: {job.error}")
-    _log(job.id)
-    link, rerun, delete = st.columns(3)
-    link.link_button(":material/download: Full log", f"/jobs/{job.id}/log")
+    live_plots.show([live_plots.Watched(job.name, job.id)], key="jobs")
+    rerun, delete, _ = st.columns([1, 1, 2])
     if rerun.button(":material/replay: Rerun", key=f"rerun-{job.id}"):
         new = service.rerun(user.id, job.id, admin=user.is_admin)
         feedback.done(f"Submitted job {new.id} again.")

@@ -20,7 +20,7 @@ from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views import environments
 from crispml.ui.views.data_understanding import project_or_stop
-from crispml.ui.widgets import feedback
+from crispml.ui.widgets import feedback, live_plots
 
 
 def key_metric(run: Run) -> tuple[str, float | None]:
@@ -171,9 +171,6 @@ def run_details(run: Run) -> None:
             hide_index=True,
             width="stretch",
         )
-    curves = _curves(services.modeling.run_folder(run) / "metrics.jsonl")
-    if curves is not None:
-        st.altair_chart(curves, width="stretch")
     for part in ("test", "validation"):
         matrix = run.details.get(f"{part}_confusion_matrix")
         residuals = run.details.get(f"{part}_residuals")
@@ -220,30 +217,32 @@ def run_details(run: Run) -> None:
     except CrispmlError:
         st.caption("Its job, with its log, has been deleted.")
         return
-    st.code(services.jobs.log_tail(job, 6_000) or "(no output)", language=None, height=200)
+    live_plots.log_pane(job)
     st.link_button(":material/download: Full log", f"/jobs/{run.id}/log")
 
 
-def _curves(path: Any) -> alt.Chart | None:
-    if not path.exists():
-        return None
-    points = []
-    for line in path.read_text(errors="replace").splitlines()[-20_000:]:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if "step" not in record:
-            continue
-        for name, value in (record.get("metrics") or {}).items():
-            if isinstance(value, (int, float)):
-                points.append({"step": record["step"], "metric": name, "value": value})
-    if not points:
-        return None
-    return (
-        alt.Chart(pd.DataFrame(points))
-        .mark_line(point=True)
-        .encode(x="step:Q", y="value:Q", color="metric:N", tooltip=["metric", "step", "value"])
+def watch(runs: list[Run], key: str, *, default: list[str] | None = None) -> None:
+    """Training curves of the runs the user picks (else the running ones, else the latest),
+    refreshed live while they train."""
+    ids = [r.id for r in runs]
+    labels = {r.id: f"{r.algorithm} · {r.id} · {r.status}" for r in runs}
+    watch_key = ws.key(f"{key}.watch")
+    stored = st.session_state.get(watch_key)
+    if not isinstance(stored, list) or not set(stored) <= set(ids):
+        kept = [i for i in stored if i in ids] if isinstance(stored, list) else []
+        ws.set_value(watch_key, kept)
+    picked = st.multiselect(
+        "Runs to plot",
+        ids,
+        format_func=labels.__getitem__,
+        key=watch_key,
+        placeholder="The running runs (or the latest)",
+    )
+    fallback = default if default is not None else [r.id for r in runs if not r.finished]
+    chosen = picked or fallback or ids[:1]
+    by_id = {r.id: r for r in runs}
+    live_plots.show(
+        [live_plots.Watched(f"{by_id[i].algorithm} · {i}", i) for i in chosen[:10]], key=key
     )
 
 
@@ -301,6 +300,8 @@ def render() -> None:
     _runs(project.id)
     runs = services.modeling.all(user.id, project.id)
     if runs:
+        st.subheader("Training curves")
+        watch(runs, "model")
         labels_run = {r.id: f"{r.algorithm} · {r.id} · {r.status}" for r in runs}
         picked = st.selectbox(
             "Run details",

@@ -23,8 +23,13 @@ def duration(job: Job) -> str:
     if job.started_at is None:
         return ""
     end = job.ended_at or datetime.now(UTC)
-    seconds = int((end - job.started_at).total_seconds())
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return hms((end - job.started_at).total_seconds())
+
+
+def hms(seconds: float) -> str:
+    """A duration as H:MM:SS."""
+    whole = max(0, int(seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def _visible_jobs(statuses: tuple[str, ...] = ACTIVE) -> list[Job]:
