@@ -93,7 +93,8 @@ def options() -> Options:
 
 
 def show(watched: Sequence[Watched], key: str) -> None:
-    """The live view of ``watched`` runs: controls, then a fragment that refreshes itself."""
+    """The live view of ``watched`` runs: controls, then a fragment that refreshes itself.
+    One per page: the controls are the user's, with the same keys everywhere."""
     if not watched:
         st.caption("No run to show.")
         return
@@ -109,6 +110,8 @@ def show(watched: Sequence[Watched], key: str) -> None:
         if st.session_state.get(state_key) and not any(not j.finished for _, j in current):
             st.session_state[state_key] = False
             st.rerun()  # every run ended: the page shows their results and stops refreshing
+        if running and not every:
+            st.button(":material/refresh: Refresh now", key=f"live.refresh.{key}")  # reruns this
         _render(current, chosen, key)
 
     st.fragment(body, run_every=every)()
