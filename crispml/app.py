@@ -27,6 +27,7 @@ from crispml.web.files import file_routes
 from crispml.web.gate import AuthGate, SecurityHeaders
 from crispml.web.health import Metrics, RequestCounter, health_routes
 from crispml.web.jobs import job_routes
+from crispml.web.jupyter import JupyterProxy
 from crispml.web.login import LoginRoutes
 
 log = logging.getLogger("crispml")
@@ -101,6 +102,7 @@ def build_parts(settings: Settings | None = None) -> AppParts:
         *health_routes(services, metrics),
         *file_routes(services),
         *job_routes(services),
+        *JupyterProxy(services).routes(),
     ]
     middleware = [
         Middleware(SecurityHeaders),

@@ -40,6 +40,8 @@ algorithms_app = typer.Typer(no_args_is_help=True, help="Installed algorithms (p
 app.add_typer(algorithms_app, name="algorithms")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry.")
 app.add_typer(models_app, name="models")
+notebook_app = typer.Typer(no_args_is_help=True, help="Users' JupyterLab servers (jobs).")
+app.add_typer(notebook_app, name="notebook")
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="CRISPML_HOME for this command.", show_default=False)
@@ -204,6 +206,63 @@ def user_enable(username: str) -> None:
     with _services() as services:
         services.auth.set_active(username, True, actor="cli")
         typer.echo(f"Enabled '{username}'.")
+
+
+@user_app.command("notebook")
+def user_notebook(
+    username: str,
+    allow: Annotated[
+        bool, typer.Option("--allow/--deny", help="Allow or deny this user JupyterLab.")
+    ] = True,
+) -> None:
+    """Allow a user JupyterLab, which runs any code as the server's account (admins always may)."""
+    with _services() as services:
+        services.auth.set_notebook(username, allow, actor="cli")
+        typer.echo(f"{'Allowed' if allow else 'Denied'} '{username}' notebooks.")
+
+
+# notebook ----------------------------------------------------------------------------------------
+
+
+def _notebook_state(services: Any, user: Any, wait: float = 0.0) -> Any:
+    import time
+
+    state = services.notebooks.state(user)
+    deadline = time.monotonic() + wait
+    while state.running and state.upstream is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+        state = services.notebooks.state(user)
+    return state
+
+
+@notebook_app.command("start")
+def notebook_start(
+    user: UserOption = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait until it answers.")] = 90.0,
+) -> None:
+    """Start a user's JupyterLab (it is reached through the app at /jupyter/<user>/)."""
+    with _services() as services:
+        owner = services.resolve_user(user)
+        services.notebooks.start(owner)
+        state = _notebook_state(services, owner, wait)
+        typer.echo(state.message)
+        if state.upstream is None:
+            raise typer.Exit(1)
+
+
+@notebook_app.command("status")
+def notebook_status(user: UserOption = None) -> None:
+    """Whether a user's JupyterLab runs, and its job."""
+    with _services() as services:
+        typer.echo(services.notebooks.state(services.resolve_user(user)).message)
+
+
+@notebook_app.command("stop")
+def notebook_stop(user: UserOption = None) -> None:
+    """Stop a user's JupyterLab (its kernels are shut down; files stay)."""
+    with _services() as services:
+        owner = services.resolve_user(user)
+        typer.echo(services.notebooks.stop(owner).message)
 
 
 # project -----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from crispml.core.errors import Conflict, NotFound
 from crispml.core.files import FileService, SharedRootConfig, ZipLimits
 from crispml.core.jobs import JobRuntime, JobService, Limits
 from crispml.core.modeling import ModelingService
+from crispml.core.notebook import NotebookService, NotebookSettings, parse_ports
 from crispml.core.projects import ProjectFields, ProjectService
 from crispml.core.saved_work import SavedWorkService
 from crispml.core.workspace import WorkspaceService
@@ -44,6 +45,7 @@ class Services:
     environments: EnvironmentService
     datasets: DatasetService
     modeling: ModelingService
+    notebooks: NotebookService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -95,6 +97,27 @@ def build_services(settings: Settings) -> Services:
         python_interpreters=settings.python_interpreters,
         find_links=settings.env_find_links,
     )
+    files = FileService(
+        settings.home,
+        audit,
+        [
+            SharedRootConfig(r.name, r.path, r.read_roles, r.write_roles)
+            for r in settings.shared_roots
+        ],
+        ZipLimits(settings.zip_max_entries, settings.zip_max_bytes),
+        settings.max_upload_mb * 1_000_000,
+    )
+    notebooks = NotebookService(
+        settings.home,
+        jobs,
+        environments.all,
+        lambda username: files.user_root(username).path,
+        NotebookSettings(
+            settings.notebook_idle_timeout,
+            settings.notebook_terminals,
+            parse_ports(settings.notebook_ports),
+        ),
+    )
     return Services(
         settings=settings,
         db=db,
@@ -103,16 +126,7 @@ def build_services(settings: Settings) -> Services:
         projects=projects,
         workspace=WorkspaceService(db),
         saved_work=SavedWorkService(db, audit, {"project": projects.exists}),
-        files=FileService(
-            settings.home,
-            audit,
-            [
-                SharedRootConfig(r.name, r.path, r.read_roles, r.write_roles)
-                for r in settings.shared_roots
-            ],
-            ZipLimits(settings.zip_max_entries, settings.zip_max_bytes),
-            settings.max_upload_mb * 1_000_000,
-        ),
+        files=files,
         jobs=jobs,
         environments=environments,
         datasets=datasets,
@@ -125,6 +139,7 @@ def build_services(settings: Settings) -> Services:
             AlgorithmRegistry(),
             audit,
         ),
+        notebooks=notebooks,
         secret_key=settings.load_secret_key(),
     )
 

@@ -147,6 +147,21 @@ class Settings(BaseSettings):
         description="Folders or URLs where uv also looks for packages when building "
         "environments; empty: pip's own find-links (PIP_FIND_LINKS or pip.conf).",
     )
+    notebook_idle_timeout: timedelta = Field(
+        default=timedelta(hours=1),
+        description="A user's JupyterLab shuts down after this long without activity; its "
+        "kernels are stopped after being idle this long.",
+    )
+    notebook_terminals: bool = Field(
+        default=False,
+        description="Whether JupyterLab offers terminals (a shell as the server's account).",
+    )
+    notebook_ports: str = Field(
+        default="",
+        pattern=r"^(\d{4,5}(-\d{4,5})?)?$",
+        description="Ports for JupyterLab servers, e.g. 49200-49299; empty: any free port. "
+        "They listen on 127.0.0.1 only.",
+    )
     log_metric_patterns: tuple[str, ...] = Field(
         default=DEFAULT_LOG_PATTERNS,
         description="Regular expressions that find metrics in a job's output log when it "

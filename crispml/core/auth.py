@@ -49,6 +49,7 @@ class User:
     role: Role
     active: bool
     created_at: datetime
+    notebook: bool = False  # allowed to start a JupyterLab (admins always are)
 
     @property
     def is_admin(self) -> bool:
@@ -124,7 +125,7 @@ def validate_username(username: str) -> str:
 
 def _to_user(row: UserRow) -> User:
     role: Role = "admin" if row.role == "admin" else "user"
-    return User(row.id, row.username, role, row.active, row.created_at)
+    return User(row.id, row.username, role, row.active, row.created_at, bool(row.notebook))
 
 
 class AuthService:
@@ -243,6 +244,14 @@ class AuthService:
             if not active:
                 self._revoke_user_sessions(s, row.id)
             self._audit.add(s, actor, "user.enable" if active else "user.disable", row.username)
+
+    def set_notebook(self, username: str, allowed: bool, *, actor: str) -> None:
+        """Allow or deny a user JupyterLab (any code, run as the server's account)."""
+        with self._db.session() as s:
+            row = self._user_row(s, username)
+            row.notebook = allowed
+            action = "user.notebook.allow" if allowed else "user.notebook.deny"
+            self._audit.add(s, actor, action, row.username)
 
     def set_role(self, username: str, role: str, *, actor: str) -> None:
         checked_role = self._check_role(role)

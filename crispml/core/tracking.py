@@ -21,6 +21,7 @@ displayed bucket.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -45,6 +46,7 @@ RESCAN_S = 5.0  # how often a run folder is searched for new CSV and TensorBoard
 SCAN_DEPTH = 4
 SCAN_ENTRIES = 5_000  # folders with more entries than this are not searched further
 MAX_LINE = 8_192  # longer log lines are not searched for metrics
+MAX_PARTIAL = 16 * 1024 * 1024  # an unfinished "line" longer than this is dropped
 BULK_BYTES = 256 * 1024  # blocks at least this large are parsed column-wise with pyarrow
 
 Floats = NDArray[np.float64]
@@ -95,6 +97,8 @@ class LineReader:
         data = self._partial + data
         end = data.rfind(b"\n") + 1
         self._partial = data[end:]  # a partial last line waits for its end
+        if len(self._partial) > MAX_PARTIAL:  # no line is that long: not lines at all
+            self._partial = b""
         return data[:end]
 
     @property
@@ -202,6 +206,13 @@ class Series:
 
     def __len__(self) -> int:
         return self._n
+
+    def snapshot(self) -> NDArray[np.float64]:
+        """The four columns as they are now (steps, times, epochs, values). Later appends do
+        not change them: the length is read before the buffer, and a grown buffer starts with
+        the same points."""
+        count = self._n
+        return self._buffer[:, :count]
 
     @property
     def steps(self) -> Floats:
@@ -338,7 +349,7 @@ class MetricsReader(_Source):
 
         try:
             table = pa_json.read_json(pa.BufferReader(block))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        except pa.ArrowException:
             return False  # a line that is not JSON, or types that change: line by line
         rows = table.num_rows
 
@@ -348,7 +359,8 @@ class MetricsReader(_Source):
             data = table.column(name)
             if not (pa.types.is_integer(data.type) or pa.types.is_floating(data.type)):
                 return np.full(rows, np.nan)
-            return np.asarray(data.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+            floats = data.cast(pa.float64(), safe=False)  # large integers (ns times) round
+            return np.asarray(floats.to_numpy(zero_copy_only=False), np.float64)
 
         times, steps, epochs = column("time"), column("step"), column("epoch")
         for name, target in (("total", "total"), ("progress", "progress")):
@@ -375,7 +387,7 @@ class MetricsReader(_Source):
         for index in range(struct.type.num_fields):
             field = struct.type.field(index)
             if pa.types.is_integer(field.type) or pa.types.is_floating(field.type):
-                child = struct.field(index).cast(pa.float64())
+                child = struct.field(index).cast(pa.float64(), safe=False)
                 values = np.asarray(child.to_numpy(zero_copy_only=False), np.float64)
                 valid = np.asarray(struct.is_valid().to_numpy(zero_copy_only=False), bool)
                 metric_values[field.name] = np.where(valid, values, np.nan)
@@ -531,6 +543,7 @@ class TensorBoardReader:
 
         self.path = path
         self._loader = EventFileLoader(str(path))
+        self._scalars: set[str] = set()  # some writers mark a tag as scalar on its first event only
         self.series: dict[str, Series] = {}
         self.total: int | None = None
         self.progress: float | None = None
@@ -544,7 +557,9 @@ class TensorBoardReader:
         rows: Rows = {}
         for event in self._loader.Load():
             for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name != "scalars":
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    self._scalars.add(value.tag)
+                elif value.tag not in self._scalars:
                     continue
                 number = float(tensor_util.make_ndarray(value.tensor).item())
                 if math.isfinite(number):
@@ -586,7 +601,10 @@ class RunTracker:
         if now - self._scanned >= RESCAN_S:
             self._scanned = now
             self._scan()
-        changed = self._jsonl.refresh()
+        try:
+            changed = self._jsonl.refresh()
+        except OSError:  # removed or unreadable between two looks: next refresh tries again
+            changed = False
         for path, reader in list(self._files.items()):
             try:
                 changed = reader.refresh() or changed
@@ -594,7 +612,8 @@ class RunTracker:
                 self._files.pop(path, None)
         structured: list[Reader] = [self._jsonl, *self._files.values()]
         if not any(r.series for r in structured):
-            changed = self._log.refresh() or changed
+            with contextlib.suppress(OSError):
+                changed = self._log.refresh() or changed
             structured.append(self._log)
         if changed or not self.series:
             self._merge(structured)
@@ -614,11 +633,25 @@ class RunTracker:
                     return
 
     def _merge(self, readers: list[Reader]) -> None:
+        """One name per series. A name found in several files gets the file's folder after a
+        slash (Keras writes ``epoch_loss`` under ``train/`` and ``validation/``: the names
+        ``epoch_loss/train`` and ``epoch_loss/validation`` then pair up in one chart)."""
         series: dict[str, Series] = {}
         sources: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        for reader in readers:
+            for name in reader.series:
+                counts[name] = counts.get(name, 0) + 1
         for reader in readers:
             for name, values in reader.series.items():
-                key = name if name not in series else f"{name} ({reader.kind})"
+                key = name
+                if counts[name] > 1:
+                    parent = reader.path.parent
+                    inside = parent != self.folder
+                    key = f"{name}/{parent.name}" if inside else f"{name} ({reader.kind})"
+                base, number = key, 2
+                while key in series:
+                    key, number = f"{base} ({number})", number + 1
                 series[key], sources[key] = values, reader.kind
         self.series, self.sources = series, sources
 
@@ -661,10 +694,12 @@ class RunTracker:
     def csv_lines(self, chunk: int = 100_000) -> Iterator[str]:
         """Every point as CSV (metric, step, epoch, time, value), in chunks of text."""
         yield "metric,step,epoch,time,value\n"
-        for name, series in self.series.items():
+        with self.lock:
+            frozen = [(name, series.snapshot()) for name, series in self.series.items()]
+        for name, (steps, times, epochs, values) in frozen:
             label = _csv_cell(name)
-            columns = (series.steps, series.epochs, series.times, series.values)
-            for start in range(0, len(series), chunk):
+            columns = (steps, epochs, times, values)
+            for start in range(0, len(values), chunk):
                 parts = [c[start : start + chunk] for c in columns]
                 yield "".join(
                     f"{label},{_cell(s)},{_cell(e)},{_cell(t)},{v!r}\n"
@@ -748,7 +783,7 @@ class TrackerCache:
         return tracker
 
 
-TRACKERS = TrackerCache()
+TRACKERS = TrackerCache(64)
 
 
 # --- Display ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import streamlit as st
 from crispml.core.auth import AuthSession
 from crispml.ui import context, workspace
 from crispml.ui.views import (
+    about,
     account,
     admin,
     business,
@@ -20,6 +21,7 @@ from crispml.ui.views import (
     files,
     jobs,
     modeling,
+    notebook,
     saved_work,
 )
 from crispml.ui.views.upcoming import not_built_page
@@ -80,14 +82,9 @@ PAGES: tuple[PageSpec, ...] = (
         "Workspace", "Environments", "environments", ":material/deployed_code:", environments.render
     ),
     PageSpec("Workspace", "Saved work", "saved-work", ":material/bookmark:", saved_work.render),
-    _upcoming(
-        "Workspace",
-        "Notebook",
-        "notebook",
-        ":material/code:",
-        "JupyterLab next to your data and models, behind the same login.",
-    ),
+    PageSpec("Workspace", "Notebook", "notebook", ":material/code:", notebook.render),
     PageSpec("Account", "My account", "account", ":material/manage_accounts:", account.render),
+    PageSpec("Account", "About", "about", ":material/info:", about.render),
     PageSpec(
         "Admin",
         "Users and sessions",

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from crispml.core import about
 from crispml.core.auth import AuthSession
 from crispml.core.errors import CrispmlError, InvalidInput, NotFound, PermissionDenied
 from crispml.services import Services
@@ -58,6 +59,21 @@ def disposition(kind: str, name: str) -> str:
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(printable)}"
 
 
+def _about(name: str) -> Response:
+    texts = {about.LICENSE: about.license_text, about.NOTICES: about.notices_text}
+    if name not in texts:
+        return _error(404, f"'{name}' is not one of {', '.join(texts)}.")
+    return Response(
+        texts[name](),
+        media_type=_TEXT,
+        headers={
+            "content-disposition": disposition("inline", name),
+            "x-content-type-options": "nosniff",
+            "content-security-policy": SANDBOX,
+        },
+    )
+
+
 def file_routes(services: Services) -> list[Route]:
     async def serve(request: Request) -> Response:
         auth = getattr(request.state, "auth", None)
@@ -65,6 +81,8 @@ def file_routes(services: Services) -> list[Route]:
             return _error(401, "Log in to open files.")
         root_id = request.path_params["root"]
         path = request.path_params.get("path", "")
+        if root_id == "about":  # crispml's own license and notices, for every logged-in user
+            return _about(path)
         try:
             space = services.files.space(auth.user.username, auth.user.role, root_id)
             real = await run_in_threadpool(space.resolve, path)

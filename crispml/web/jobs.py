@@ -17,13 +17,13 @@ from crispml.core.tracking import TRACKERS
 from crispml.services import Services
 
 
-def _job(services: Services, request: Request) -> Job | JSONResponse:
+async def _job(services: Services, request: Request) -> Job | JSONResponse:
     auth = getattr(request.state, "auth", None)
     if not isinstance(auth, AuthSession):
         return JSONResponse({"detail": "Login required."}, status_code=401)
     try:
-        return services.jobs.get(
-            auth.user.id, request.path_params["job_id"], admin=auth.user.is_admin
+        return await run_in_threadpool(
+            services.jobs.get, auth.user.id, request.path_params["job_id"], admin=auth.user.is_admin
         )
     except NotFound as exc:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -31,7 +31,7 @@ def _job(services: Services, request: Request) -> Job | JSONResponse:
 
 def job_routes(services: Services) -> list[Route]:
     async def log(request: Request) -> Response:
-        job = _job(services, request)
+        job = await _job(services, request)
         if isinstance(job, JSONResponse):
             return job
         path = services.jobs.log_path(job)
@@ -45,7 +45,7 @@ def job_routes(services: Services) -> list[Route]:
         )
 
     async def metrics(request: Request) -> Response:
-        job = _job(services, request)
+        job = await _job(services, request)
         if isinstance(job, JSONResponse):
             return job
         folder = Path(job.workdir)

@@ -379,3 +379,22 @@ def test_metric_names_pair_train_and_validation() -> None:
         "loss": {"train": "train_loss", "validation": "validation_loss"},
         "lr": {"": "lr"},
     }
+
+
+def test_the_same_name_in_several_files_is_told_apart_by_folder(tmp_path: Path) -> None:
+    """Keras' TensorBoard callback writes epoch_loss under train/ and validation/."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for part, scale in (("train", 1.0), ("validation", 2.0)):
+        writer = SummaryWriter(str(tmp_path / "logs" / part))
+        for step in range(3):
+            writer.add_scalar("epoch_loss", scale / (step + 1), step)
+        writer.close()
+    tracker = RunTracker(tmp_path)
+    tracker.refresh()
+    assert set(tracker.series) == {"epoch_loss/train", "epoch_loss/validation"}
+    values = tracker.series["epoch_loss/validation"].values.tolist()
+    assert values == pytest.approx([2.0, 1.0, 2 / 3])
+    assert group_metrics(list(tracker.series)) == {
+        "epoch_loss": {"train": "epoch_loss/train", "validation": "epoch_loss/validation"}
+    }

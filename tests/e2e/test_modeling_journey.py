@@ -42,6 +42,7 @@ def test_train_two_runs_compare_and_register_the_best(server: Server, new_page) 
         settle(page)
     # The runs table refreshes itself until both have succeeded.
     expect(page.get_by_text("2 run(s), 0 queued or running.")).to_be_visible(timeout=90_000)
+    settle(page)  # the training curves rerun the page once when the last run ends
     page.get_by_role("heading", name="Runs").scroll_into_view_if_needed()
     shot(page, "modeling")
 

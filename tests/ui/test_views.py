@@ -165,3 +165,35 @@ def test_user_changes_their_own_password(app_services: Services) -> None:
     assert "Password changed." in at.success[0].value
     assert app_services.auth.authenticate(other.token) is None
     assert app_services.auth.login("bob", "new-orchid-771")
+
+
+def test_notebooks_need_permission_and_admins_grant_it(app_services: Services) -> None:
+    app_services.auth.create_user("nina", "lilac-harbor-93", actor="test")
+    login_as(app_services, "nina", "lilac-harbor-93")
+    at = page("notebook").run()
+    assert not at.exception
+    assert "not enabled for your account" in at.warning[0].value
+    assert "server's own account" in at.warning[0].value
+    assert not at.button  # nothing to start
+    login_as(app_services, "admin")
+    users = page("admin", "render_users").run()
+    users.selectbox(key="admin.manage_user").select("nina").run()
+    users.toggle(key="notebook-nina").set_value(True).run()
+    assert not users.exception
+    assert "'nina' may use notebooks." in users.success[0].value
+    assert app_services.auth.get_user("nina").notebook
+    login_as(app_services, "nina", "lilac-harbor-93")
+    at = page("notebook").run()
+    assert [b.label for b in at.button] == ["Start"]
+    assert "Not started." in at.markdown[0].value
+
+
+def test_about_shows_the_version_license_and_notices(app_services: Services) -> None:
+    login_as(app_services, "admin")
+    at = page("about").run()
+    assert not at.exception
+    assert at.title[0].value == "About crispml"
+    packages = at.dataframe[0].value
+    assert {"streamlit", "jupyterlab", "torch"} <= {p.lower() for p in packages["Package"]}
+    streamlit_license = packages[packages["Package"].str.lower() == "streamlit"]["License"]
+    assert "Apache" in streamlit_license.iloc[0]

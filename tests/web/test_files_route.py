@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import Server
+from tests.helpers import USER_PASSWORD, Server
 
 pytestmark = pytest.mark.server
 
@@ -119,3 +120,19 @@ def test_another_user_cannot_reach_my_files(files: Server) -> None:
         assert client.get("/files/~mallory/").status_code == 400  # own root: a folder, fine
     with files.client() as anonymous:
         assert anonymous.get("/files/~admin/data/iris.csv").status_code == 401
+
+
+def test_the_license_and_notices_open_through_the_same_route(files: Server) -> None:
+    with files.client() as client:
+        files.login(client, "mallory", USER_PASSWORD)  # any logged-in user
+        license_text = client.get("/files/about/LICENSE")
+        assert license_text.status_code == 200
+        assert license_text.headers["content-disposition"].startswith("inline")
+        assert license_text.headers["content-type"].startswith("text/plain")
+        repo_license = (Path(__file__).parents[2] / "LICENSE").read_text()
+        assert license_text.text == repo_license
+        notices = client.get("/files/about/THIRD-PARTY-NOTICES.txt")
+        assert notices.status_code == 200 and "streamlit" in notices.text.lower()
+        assert client.get("/files/about/secret_key").status_code == 404
+    with files.client() as anonymous:
+        assert anonymous.get("/files/about/LICENSE").status_code == 401

@@ -70,6 +70,17 @@ def _manage_user(actor: str) -> None:
         elif st.button("Enable account", key=f"enable-{name}"):
             auth.set_active(name, True, actor=actor)
             feedback.done(f"Enabled '{name}'.")
+        if user.role != "admin":
+            allowed = st.toggle(
+                "May use notebooks",
+                value=user.notebook,
+                key=f"notebook-{name}",
+                help="JupyterLab runs any code as the server's account: allow only users you "
+                "would give a shell on the server. Admins always may.",
+            )
+            if allowed != user.notebook:
+                auth.set_notebook(name, allowed, actor=actor)
+                feedback.done(f"'{name}' {'may' if allowed else 'may no longer'} use notebooks.")
     with right, st.form(f"reset-{name}", clear_on_submit=True):
         password = st.text_input("New password", type="password")
         if st.form_submit_button("Reset password"):
@@ -126,6 +137,7 @@ def render_users() -> None:
                 "User": u.username,
                 "Role": u.role,
                 "State": "active" if u.active else "disabled",
+                "Notebooks": "yes" if u.is_admin or u.notebook else "no",
                 "Created (UTC)": f"{u.created_at:%Y-%m-%d %H:%M}",
             }
             for u in users

@@ -135,6 +135,9 @@ def tracker(job: Job) -> RunTracker:
 
 
 def _render(jobs: list[tuple[str, Job]], chosen: Options, key: str) -> None:
+    if not jobs:
+        st.caption("These runs' jobs have been deleted.")
+        return
     trackers = [(label, job, tracker(job)) for label, job in jobs]
     for label, job, run in trackers:
         if not job.finished:
@@ -157,7 +160,9 @@ def _progress(label: str, job: Job, run: RunTracker) -> None:
     share = run.fraction()
     elapsed = (datetime.now(UTC) - (job.started_at or job.created_at)).total_seconds()
     parts = [label] if label else []
-    parts.append(run.message or (f"step {run.last_step:g} of {run.total}" if run.total else ""))
+    last = run.last_step
+    counted = f"step {last:g} of {run.total}" if run.total and last is not None else ""
+    parts.append(run.message or counted)
     parts.append(f"{process_table.hms(elapsed)} elapsed")
     if share and share > 0:
         parts.append(f"about {process_table.hms(elapsed * (1 - share) / share)} left")
@@ -282,6 +287,8 @@ def chart(title: str, curves: list[tuple[str, Curve]], chosen: Options) -> alt.L
 
 def _log(trackers: list[tuple[str, Job, RunTracker]], key: str) -> None:
     jobs = {job.id: (label, job) for label, job, _ in trackers}
+    if not jobs:  # every watched job was deleted meanwhile
+        return
     job_id = next(iter(jobs))
     if len(jobs) > 1:
         job_id = st.selectbox(

@@ -1,0 +1,82 @@
+"""Notebook: the user's own JupyterLab, started on demand as a job, shown in the page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from crispml.core.errors import CrispmlError
+from crispml.ui import context
+from crispml.ui.widgets import feedback
+
+WARNING = (
+    "Code in a notebook runs on the server as the crispml server's own account: it can read "
+    "and change everything that account can, including other users' files. That is why an "
+    "admin must allow notebooks per user."
+)
+
+
+@st.fragment(run_every=timedelta(seconds=1))
+def _starting() -> None:
+    """While JupyterLab starts: wait here, then show it (the page reruns once it answers)."""
+    state = context.services().notebooks.state(context.current_user())
+    if state.upstream is not None or not state.running:
+        st.rerun()
+    with st.spinner(f"Starting JupyterLab… {state.message}"):
+        st.caption("This takes a few seconds the first time.")
+
+
+def render() -> None:
+    user = context.current_user()
+    services = context.services()
+    st.title("Notebook")
+    st.caption("Your own JupyterLab, next to your files, data and models, behind the same login.")
+    feedback.show_pending()
+    if not services.notebooks.allowed(user):
+        st.warning("Notebooks are not enabled for your account. " + WARNING, icon=":material/lock:")
+        return
+    state = services.notebooks.state(user)
+    st.markdown(f"**JupyterLab:** {state.message}")
+    row = st.container(horizontal=True)
+    try:
+        if not state.running and row.button("Start", type="primary", icon=":material/play_arrow:"):
+            services.notebooks.start(user)
+            st.rerun()
+        if state.running and row.button("Stop", icon=":material/stop:"):
+            with st.spinner("Stopping JupyterLab…"):
+                services.notebooks.stop(user)
+            feedback.done("Stopped your JupyterLab; your files stay.")
+        if state.running and row.button("Restart", icon=":material/restart_alt:"):
+            with st.spinner("Restarting JupyterLab…"):
+                services.notebooks.restart(user)
+            st.rerun()
+    except CrispmlError as exc:
+        feedback.error(exc)
+    if state.upstream is not None:
+        url = state.upstream.base_url + "lab"
+        row.link_button("Open in a new tab", url, icon=":material/open_in_new:")
+    if state.job is not None and state.job.finished and state.job.status != "succeeded":
+        tail = services.jobs.log_tail(state.job, 3_000).strip().splitlines()[-12:]
+        st.error(
+            f"JupyterLab {state.job.status}"
+            + (f": {state.job.error}" if state.job.error else "")
+            + ". The end of its log:",
+            icon=":material/error:",
+        )
+        st.code("\n".join(tail) or "(no output)", language=None)
+    if state.running and state.upstream is None:
+        _starting()
+        return
+    if state.upstream is not None:
+        st.iframe(state.upstream.base_url + "lab", height=820)
+    elif not state.running:
+        st.info(
+            "Start JupyterLab to work in notebooks. Its folder is your **My files**; kernels run "
+            "in the environments listed on **Environments** (those with ipykernel).",
+            icon=":material/info:",
+        )
+    st.caption(
+        WARNING + " It stops by itself after "
+        f"{int(services.settings.notebook_idle_timeout.total_seconds() // 60)} minutes idle."
+    )
