@@ -42,6 +42,8 @@ models_app = typer.Typer(no_args_is_help=True, help="The model registry.")
 app.add_typer(models_app, name="models")
 notebook_app = typer.Typer(no_args_is_help=True, help="Users' JupyterLab servers (jobs).")
 app.add_typer(notebook_app, name="notebook")
+apikey_app = typer.Typer(no_args_is_help=True, help="API keys for the model API.")
+app.add_typer(apikey_app, name="apikey")
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="CRISPML_HOME for this command.", show_default=False)
@@ -129,6 +131,93 @@ def run(
     scheme = "https" if settings.uses_tls else "http"
     typer.echo(f"crispml: serving on {scheme}://{settings.host}:{settings.port}", err=True)
     create_app(settings).run(config=streamlit_config(settings))
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A registered model to serve, NAME or NAME:VERSION (repeatable). "
+            "Default: every version in stage production."
+        ),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option(help="Serve without API keys: anyone who reaches the port may predict.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8503,
+) -> None:
+    """Serve registered models over REST (the article's /models, /configs, /base64, /predict
+    and MLflow's /invocations), behind API keys."""
+    import uvicorn
+
+    from crispml.serving.app import ApiLimits, ModelApi, create_api
+
+    with _services() as services:
+        settings = services.settings
+        limits = ApiLimits(
+            max_request_bytes=settings.api_max_request_mb * 1_000_000,
+            max_images=settings.api_max_images,
+            max_pixels=settings.api_max_pixels,
+            zip_max_entries=settings.zip_max_entries,
+            zip_max_bytes=settings.zip_max_bytes,
+            timeout_s=settings.api_timeout.total_seconds(),
+        )
+        api = ModelApi(services, model or [], public=public, limits=limits)
+        if public:
+            typer.secho(
+                "WARNING: --public: no API key is needed; anyone who reaches "
+                f"{host}:{port} may use the models.",
+                fg="yellow",
+                err=True,
+            )
+        typer.echo(f"crispml: model API on http://{host}:{port} (docs at /docs)", err=True)
+        uvicorn.run(create_api(api), host=host, port=port, log_level=settings.log_level)
+
+
+# apikey ------------------------------------------------------------------------------------------
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: str,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Limit the key to this model (repeatable). Default: every model."),
+    ] = None,
+    user: UserOption = None,
+) -> None:
+    """Create an API key; it is printed this once and only its hash is kept."""
+    with _services() as services:
+        owner = services.resolve_user(user)
+        key, plain = services.apikeys.create(owner, name, model or [])
+        typer.echo(plain)
+        scope = ", ".join(key.models) or "every model"
+        typer.echo(
+            f"Key {key.key_id} ('{key.name}', {scope}): store it now; it is not shown again.",
+            err=True,
+        )
+
+
+@apikey_app.command("list")
+def apikey_list(user: UserOption = None) -> None:
+    """A user's API keys (admins: everyone's): id, name, models, created, last used, state."""
+    with _services() as services:
+        for key in services.apikeys.all(services.resolve_user(user)):
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+            state = "active" if key.active else "revoked"
+            scope = ",".join(key.models) or "*"
+            created = f"{key.created_at:%Y-%m-%d}"
+            typer.echo(f"{key.key_id}  {key.name:<24} {scope:<20} {created}  {used:<16} {state}")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str, user: UserOption = None) -> None:
+    """Revoke an API key at once."""
+    with _services() as services:
+        services.apikeys.revoke(services.resolve_user(user), key_id)
+        typer.echo(f"Revoked {key_id}.")
 
 
 # db ----------------------------------------------------------------------------------------------

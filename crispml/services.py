@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from crispml.core.algorithms import AlgorithmRegistry
+from crispml.core.apikeys import ApiKeyService
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
 from crispml.core.data.service import DatasetService
@@ -46,6 +47,7 @@ class Services:
     datasets: DatasetService
     modeling: ModelingService
     notebooks: NotebookService
+    apikeys: ApiKeyService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -140,6 +142,7 @@ def build_services(settings: Settings) -> Services:
             audit,
         ),
         notebooks=notebooks,
+        apikeys=ApiKeyService(db, audit),
         secret_key=settings.load_secret_key(),
     )
 

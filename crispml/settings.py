@@ -169,6 +169,18 @@ class Settings(BaseSettings):
         "group per metric; step, epoch, total, batch and batches place the line. The default "
         "reads key=value, key: value and Keras lines.",
     )
+    api_max_request_mb: int = Field(
+        default=50, ge=1, description="Largest request the model API accepts, in MB."
+    )
+    api_max_images: int = Field(
+        default=64, ge=1, description="Most images one prediction request may hold."
+    )
+    api_max_pixels: int = Field(
+        default=25_000_000, ge=1, description="Most pixels (width x height) of one image."
+    )
+    api_timeout: timedelta = Field(
+        default=timedelta(seconds=60), description="Longest a prediction may take (504 after)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the server."
     )

@@ -71,6 +71,9 @@ class Run:
         return self.status in FINISHED
 
 
+PREPROCESSING = "preprocessing.json"  # in a model version's folder: the data's fitted steps
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     name: str
@@ -450,6 +453,9 @@ class ModelingService:
             target = self._home / "models" / name / str(version)
             try:
                 shutil.copytree(artifacts, target)
+                recipe = self._datasets.folder(run.dataset_id) / "recipe.json"
+                if recipe.exists():  # how raw rows become the model's input, for serving
+                    shutil.copyfile(recipe, target / PREPROCESSING)
             except FileExistsError:
                 continue
             except OSError as exc:

@@ -223,6 +223,43 @@ def prepare_table(
     return result, fitted
 
 
+def apply_fitted(frame: pd.DataFrame, fitted: dict[str, Any]) -> pd.DataFrame:
+    """New rows transformed as the training part was (fills, scaling, encodings fitted there):
+    what a served model needs from raw input. Unknown categories encode as unseen (all zeros
+    one-hot, -1 ordinal); a missing value takes the fitted fill."""
+    import numpy as np
+    import pandas as pd
+
+    missing = [c for c in fitted if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"Rows lack the column(s) {', '.join(missing)}.")
+    blocks = []
+    for column, record in fitted.items():
+        series = frame[column]
+        if "fill" in record:
+            series = series.fillna(record["fill"])
+        if record.get("kind") in ("numeric", "boolean"):
+            try:
+                values = pd.to_numeric(series, errors="raise").astype(float)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"'{column}' must be a number in every row.") from None
+            if "centre" in record:
+                values = (values - float(record["centre"])) / float(record["divisor"])
+            blocks.append(values.rename(column).to_frame())
+            continue
+        text = series.astype("string")
+        categories = list(record.get("categories", []))
+        if record.get("encode") == "onehot":
+            flags = {f"{column}={c}": (text == c).fillna(False) for c in categories}
+            blocks.append(pd.DataFrame(flags, index=series.index).astype(np.float32))
+        elif record.get("encode") == "ordinal":
+            codes = {c: i for i, c in enumerate(categories)}
+            blocks.append(text.map(codes).fillna(-1).astype(np.int64).rename(column).to_frame())
+        else:
+            blocks.append(text.rename(column).to_frame())
+    return pd.concat(blocks, axis=1) if blocks else pd.DataFrame(index=frame.index)
+
+
 def digest(frames: dict[str, pd.DataFrame]) -> str:
     """A short content hash of the prepared parts: equal values give an equal digest."""
     import pandas as pd

@@ -1,0 +1,64 @@
+"""API keys: shown once, stored hashed, scoped, revocable, last-used time (SQLite and
+PostgreSQL)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from crispml.core.apikeys import ApiKeyService
+from crispml.core.errors import InvalidInput, NotFound
+from crispml.services import Services
+from crispml.store.tables import ApiKeyRow
+
+
+def test_a_key_is_shown_once_and_stored_hashed(services: Services) -> None:
+    admin = services.auth.first_admin()
+    key, plain = services.apikeys.create(admin, "client A", ["iris-best"])
+    assert plain.startswith(f"cml_{key.key_id}_") and len(plain) == 4 + 12 + 1 + 43
+    with services.db.session() as s:
+        row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key.key_id))
+        assert row is not None and plain not in (row.key_hash, row.name, row.models)
+        assert row.key_hash == hashlib.sha256(plain.encode()).hexdigest()
+    found = services.apikeys.verify(plain)
+    assert found is not None and found.allows("iris-best") and not found.allows("other")
+    assert found.last_used_at is not None
+    assert services.apikeys.verify(plain[:-1] + ("A" if plain[-1] != "A" else "B")) is None
+    assert services.apikeys.verify("") is None and services.apikeys.verify(None) is None
+    assert services.apikeys.verify("Bearer " + plain) is None
+    everything, _ = services.apikeys.create(admin, "all models")
+    assert everything.models == () and everything.allows("anything")
+
+
+def test_revoked_keys_stop_working_and_owners_are_kept_apart(services: Services) -> None:
+    admin = services.auth.first_admin()
+    services.auth.create_user("nina", "lilac-harbor-93", actor="test")
+    nina = services.auth.get_user("nina")
+    key, plain = services.apikeys.create(nina, "nina's")
+    assert [k.key_id for k in services.apikeys.all(nina)] == [key.key_id]
+    mine, _ = services.apikeys.create(admin, "admin's")
+    assert {k.key_id for k in services.apikeys.all(admin)} == {key.key_id, mine.key_id}
+    with pytest.raises(NotFound):
+        services.apikeys.revoke(nina, mine.key_id)  # not hers
+    revoked = services.apikeys.revoke(nina, key.key_id)
+    assert not revoked.active and services.apikeys.verify(plain) is None
+    actions = [e.action for e in services.audit.recent(10)]
+    assert "apikey.create" in actions and "apikey.revoke" in actions
+    with pytest.raises(InvalidInput):
+        services.apikeys.create(nina, "  ")
+
+
+def test_last_used_is_written_at_most_once_a_minute(services: Services) -> None:
+    now = [datetime(2026, 11, 24, 12, 0, tzinfo=UTC)]
+    keys = ApiKeyService(services.db, services.audit, clock=lambda: now[0])
+    admin = services.auth.first_admin()
+    _, plain = keys.create(admin, "clocked")
+    first = keys.verify(plain)
+    assert first is not None and first.last_used_at == now[0]
+    now[0] += timedelta(seconds=30)
+    assert keys.verify(plain).last_used_at == first.last_used_at  # type: ignore[union-attr]
+    now[0] += timedelta(seconds=31)
+    assert keys.verify(plain).last_used_at == now[0]  # type: ignore[union-attr]
