@@ -62,7 +62,7 @@ def main() -> None:
 
         password = "tulip-meadow-4821"
         svc = build_services(Settings(home=home, admin_password=password))
-        bootstrap(svc)
+        bootstrap(svc, samples=False)
         services_module.install(svc)
         admin = svc.auth.first_admin()
         assert admin is not None

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 
 from crispml import services as services_module
 from crispml.services import Services, bootstrap, build_services
+from crispml.serving.app import create_api, shared_api
 from crispml.settings import Settings, load_settings
 from crispml.web.files import file_routes
 from crispml.web.gate import AuthGate, SecurityHeaders
@@ -103,6 +104,7 @@ def build_parts(settings: Settings | None = None) -> AppParts:
         *file_routes(services),
         *job_routes(services),
         *JupyterProxy(services).routes(),
+        Mount("/api", app=create_api(shared_api(services))),
     ]
     middleware = [
         Middleware(SecurityHeaders),

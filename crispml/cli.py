@@ -81,13 +81,13 @@ def _settings(**overrides: Any) -> Any:
 
 
 @contextmanager
-def _services(migrate: bool = True) -> Iterator[Any]:
+def _services(migrate: bool = True, **overrides: Any) -> Iterator[Any]:
     """Services for one command, with readable errors instead of tracebacks."""
     from crispml.services import build_services
     from crispml.store import migrate as migrations
 
     try:
-        services = build_services(_settings())
+        services = build_services(_settings(**overrides))
         if migrate:
             migrations.upgrade(services.db)
         yield services
@@ -139,32 +139,35 @@ def serve(
         list[str] | None,
         typer.Option(
             help="A registered model to serve, NAME or NAME:VERSION (repeatable). "
-            "Default: every version in stage production."
+            "Default: the deployed versions, followed as they are deployed and undeployed."
         ),
     ] = None,
     public: Annotated[
         bool, typer.Option(help="Serve without API keys: anyone who reaches the port may predict.")
     ] = False,
-    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8503,
+    host: Annotated[str | None, typer.Option(help="Bind address (setting api_host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (setting api_port, 8503).")] = None,
+    database_url_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the database URL from this file (not from argv).", hidden=True),
+    ] = None,
 ) -> None:
     """Serve registered models over REST (the article's /models, /configs, /base64, /predict
     and MLflow's /invocations), behind API keys."""
     import uvicorn
 
-    from crispml.serving.app import ApiLimits, ModelApi, create_api
+    from crispml.serving.app import create_api, limit_malloc_arenas, model_api
 
-    with _services() as services:
+    limit_malloc_arenas()
+    overrides: dict[str, Any] = {}
+    if database_url_file is not None and database_url_file.read_text().strip():
+        overrides["database_url"] = database_url_file.read_text().strip()
+    with _services(**overrides) as services:
         settings = services.settings
-        limits = ApiLimits(
-            max_request_bytes=settings.api_max_request_mb * 1_000_000,
-            max_images=settings.api_max_images,
-            max_pixels=settings.api_max_pixels,
-            zip_max_entries=settings.zip_max_entries,
-            zip_max_bytes=settings.zip_max_bytes,
-            timeout_s=settings.api_timeout.total_seconds(),
-        )
-        api = ModelApi(services, model or [], public=public, limits=limits)
+        host = host or settings.api_host
+        port = port or settings.api_port
+        api = model_api(services, model or [], public=public)
+        api.refresh()  # an unknown --model is an error now, not at the first request
         if public:
             typer.secho(
                 "WARNING: --public: no API key is needed; anyone who reaches "
@@ -737,11 +740,63 @@ def algorithms_list() -> None:
 
 @models_app.command("list")
 def models_list() -> None:
-    """Registered models, every version: name, version, stage, algorithm, run."""
+    """Registered models, every version: name, version, stage, deployment, algorithm, run."""
     with _services() as services:
-        typer.echo(f"{'NAME':<24} {'VERSION':>7}  {'STAGE':<11} {'ALGORITHM':<30} RUN")
+        deployed = {d.weight: d for d in services.deployments.all()}
+        typer.echo(
+            f"{'NAME':<24} {'VERSION':>7}  {'STAGE':<11} {'DEPLOYED':<9} {'ALGORITHM':<30} RUN"
+        )
         for m in services.modeling.models():
-            typer.echo(f"{m.name:<24} {m.version:>7}  {m.stage:<11} {m.algorithm:<30} {m.run_id}")
+            found = deployed.get(f"{m.name}:{m.version}")
+            state = "" if found is None else ("public" if found.public else "yes")
+            typer.echo(
+                f"{m.name:<24} {m.version:>7}  {m.stage:<11} {state:<9} {m.algorithm:<30} "
+                f"{m.run_id}"
+            )
+
+
+@models_app.command("deploy")
+def models_deploy(
+    model: Annotated[
+        str, typer.Argument(help="NAME or NAME:VERSION (default: production, else newest).")
+    ],
+    public: Annotated[
+        bool,
+        typer.Option(help="No API key needed: anyone who reaches the API may use this model."),
+    ] = False,
+    user: UserOption = None,
+) -> None:
+    """Deploy a model version: the model API serves it (within seconds, no restart)."""
+    from crispml.core.deployments import parse_weight
+
+    with _services() as services:
+        name, version = parse_weight(model)
+        found = services.deployments.deploy(
+            services.resolve_user(user), name, version, public=public
+        )
+        if public:
+            typer.secho(
+                f"WARNING: {found.weight} is public: anyone who reaches the API may use it.",
+                fg="yellow",
+                err=True,
+            )
+        typer.echo(f"deployed {found.weight}" + (" (public)" if public else ""))
+
+
+@models_app.command("undeploy")
+def models_undeploy(
+    model: Annotated[str, typer.Argument(help="NAME:VERSION")],
+    user: UserOption = None,
+) -> None:
+    """Stop serving a model version."""
+    from crispml.core.deployments import parse_weight
+
+    with _services() as services:
+        name, version = parse_weight(model)
+        if version is None:
+            version = services.modeling.model(name).version
+        services.deployments.undeploy(services.resolve_user(user), name, version)
+        typer.echo(f"undeployed {name}:{version}")
 
 
 @models_app.command("show")

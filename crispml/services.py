@@ -16,6 +16,7 @@ from crispml.core.apikeys import ApiKeyService
 from crispml.core.audit import AuditLog
 from crispml.core.auth import AuthPolicy, AuthService, User
 from crispml.core.data.service import DatasetService
+from crispml.core.deployments import ApiServerService, DeploymentService
 from crispml.core.envs.service import EnvironmentService
 from crispml.core.errors import Conflict, NotFound
 from crispml.core.files import FileService, SharedRootConfig, ZipLimits
@@ -48,6 +49,8 @@ class Services:
     modeling: ModelingService
     notebooks: NotebookService
     apikeys: ApiKeyService
+    deployments: DeploymentService
+    api_server: ApiServerService
     secret_key: bytes
 
     def resolve_user(self, username: str | None) -> User:
@@ -120,6 +123,9 @@ def build_services(settings: Settings) -> Services:
             parse_ports(settings.notebook_ports),
         ),
     )
+    modeling = ModelingService(
+        db, settings.home, jobs, datasets, environments, AlgorithmRegistry(), audit
+    )
     return Services(
         settings=settings,
         db=db,
@@ -132,17 +138,13 @@ def build_services(settings: Settings) -> Services:
         jobs=jobs,
         environments=environments,
         datasets=datasets,
-        modeling=ModelingService(
-            db,
-            settings.home,
-            jobs,
-            datasets,
-            environments,
-            AlgorithmRegistry(),
-            audit,
-        ),
+        modeling=modeling,
         notebooks=notebooks,
         apikeys=ApiKeyService(db, audit),
+        deployments=DeploymentService(db, modeling, audit),
+        api_server=ApiServerService(
+            settings.home, jobs, settings.api_port, settings.api_host, settings.database_url
+        ),
         secret_key=settings.load_secret_key(),
     )
 
@@ -151,12 +153,17 @@ DEMO_PROJECT = ProjectFields(
     name="Iris species",
     goal="Tell the three iris species apart from four flower measurements.",
     success_criteria="Accuracy of at least 0.9 on a held-out test set.",
-    notes="A demo project created on first start. Edit or delete it freely.",
+    notes=(
+        "A demo project created on first start, with the iris table and the shapes images "
+        "ready on Data understanding. Edit or delete it freely."
+    ),
 )
 
 
-def bootstrap(services: Services) -> str | None:
-    """Migrate the database and create the first admin (and a demo project) when missing.
+def bootstrap(services: Services, *, samples: bool = True) -> str | None:
+    """Migrate the database and create the first admin when missing, with a demo project
+    holding the iris and shapes samples (settings ``seed_demo_project`` and
+    ``seed_sample_data``; ``samples=False`` leaves the project empty).
 
     Returns the admin password when it was generated, so the caller can show it once.
     """
@@ -171,7 +178,10 @@ def bootstrap(services: Services) -> str | None:
         return None
     if settings.seed_demo_project:
         admin = services.auth.get_user(settings.admin_username)
-        services.projects.create(admin.id, DEMO_PROJECT, actor="system")
+        demo = services.projects.create(admin.id, DEMO_PROJECT, actor="system")
+        if samples and settings.seed_sample_data:
+            services.datasets.add_sample(admin, demo.id, "shapes")
+            services.datasets.add_sample(admin, demo.id, "iris")  # the newest: shown first
     return generated
 
 

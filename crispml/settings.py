@@ -73,7 +73,12 @@ class Settings(BaseSettings):
         description="Password of the first admin account; generated and printed once when unset.",
     )
     seed_demo_project: bool = Field(
-        default=True, description="Create a demo project for the first admin on first start."
+        default=True,
+        description="Create a demo project for the first admin on first start.",
+    )
+    seed_sample_data: bool = Field(
+        default=True,
+        description="Put the iris and shapes samples in the demo project on first start.",
     )
     session_idle_timeout: timedelta = Field(
         default=timedelta(hours=8),
@@ -168,6 +173,32 @@ class Settings(BaseSettings):
         "writes no metrics.jsonl, CSV or TensorBoard file: named groups name and value, or one "
         "group per metric; step, epoch, total, batch and batches place the line. The default "
         "reads key=value, key: value and Keras lines.",
+    )
+    api_host: str = Field(
+        default="127.0.0.1",
+        description="Address the model API server (crispml serve, or started on the Deployment "
+        "page) binds to.",
+    )
+    api_port: int = Field(default=8503, ge=1, le=65535, description="Port of the model API server.")
+    api_batch_max: int = Field(
+        default=64,
+        ge=1,
+        description="Most rows or images one model call takes when concurrent requests are "
+        "batched together.",
+    )
+    api_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="Longest a request waits for others to share its model call; only while "
+        "requests arrive concurrently (a lone request never waits).",
+    )
+    api_model_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Threads one model call may use (PyTorch's and OpenMP's intra-op threads). "
+        "One is fastest for a server answering many small requests at once.",
     )
     api_max_request_mb: int = Field(
         default=50, ge=1, description="Largest request the model API accepts, in MB."

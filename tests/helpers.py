@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
@@ -64,7 +66,14 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CRISPML_", "STREAMLIT_"))}
-        env.update({"CRISPML_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.env_extra})
+        # No sample data on first start (it costs seconds per server); tests that want it ask.
+        env.update(
+            {
+                "CRISPML_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "CRISPML_SEED_SAMPLE_DATA": "false",
+                **self.env_extra,
+            }
+        )
         return env
 
     def start(self, timeout: float = 40) -> Server:
@@ -147,3 +156,16 @@ class Server:
                 "next": next_path,
             },
         )
+
+
+T = TypeVar("T")
+
+
+def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on its own loop in a thread: the browser tests' Playwright keeps an event
+    loop running in the main thread, where asyncio.run() refuses to start another."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,45 @@ def test_readme_opens_with_the_two_commands() -> None:
     commands = [line for line in lines[:6] if line.startswith("./dev ")]
     assert [c.split()[1] for c in commands] == ["start", "test"]
     assert "./dev test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _web_routes() -> list[str]:
+    import tempfile
+
+    from crispml.app import build_parts
+    from crispml.settings import Settings
+
+    with tempfile.TemporaryDirectory() as folder:
+        parts = build_parts(Settings(home=Path(folder) / "home"))
+        parts.services.db.dispose()
+    return sorted({getattr(r, "path", "") for r in parts.routes} - {"", "/api"})
+
+
+def _plain(path: str) -> str:
+    """``/files/{root}/{path:path}`` and ``/files/<root>/<path>`` alike: ``/files/*/*``."""
+    return re.sub(r"\{[^}]+\}|<[^>]+>|\.\.\.$", "*", path)
+
+
+@pytest.mark.parametrize("path", _web_routes())
+def test_every_web_route_is_documented(path: str) -> None:
+    documented = {
+        _plain(m)
+        for m in re.findall(r"`(?:[A-Z/]+|ANY) (/[^` ]*)`", REFERENCE.split("## HTTP routes")[1])
+    }
+    assert _plain(path) in documented
+
+
+def test_the_api_reference_is_generated_from_the_openapi_document() -> None:
+    from crispml.serving import reference
+
+    assert (ROOT / "docs" / "api.md").read_text() == reference.markdown(), (
+        "docs/api.md is out of date: python -m crispml.serving.reference > docs/api.md"
+    )
+
+
+def test_every_api_route_is_in_the_reference_table() -> None:
+    from crispml.serving import reference
+
+    table = REFERENCE.split("## Model API")[1]
+    for route in reference.routes():
+        assert f"`{route}`" in table, route

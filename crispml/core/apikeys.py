@@ -23,7 +23,7 @@ from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
 from crispml.core.errors import InvalidInput, NotFound
 from crispml.store.db import Database
-from crispml.store.tables import ApiKeyRow
+from crispml.store.tables import ApiKeyRow, UserRow
 
 PREFIX = "cml_"
 _KEY = re.compile(r"^cml_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -36,17 +36,21 @@ class ApiKey:
     key_id: str
     owner_id: int
     name: str
-    models: tuple[str, ...]  # empty: every deployed model
+    models: tuple[str, ...]  # empty: every deployed model its owner may use
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    owner_is_admin: bool = False  # as of the last verification
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
 
-    def allows(self, model: str) -> bool:
-        return not self.models or model in self.models
+    def allows(self, model: str, model_owner_id: int) -> bool:
+        """Whether the key may use the model: one of its owner's (any, for an admin's key),
+        and within its scope when it has one."""
+        mine = self.owner_is_admin or model_owner_id == self.owner_id
+        return mine and (not self.models or model in self.models)
 
     @property
     def shown(self) -> str:
@@ -58,7 +62,7 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _to_key(row: ApiKeyRow) -> ApiKey:
+def _to_key(row: ApiKeyRow, owner_is_admin: bool = False) -> ApiKey:
     return ApiKey(
         row.key_id,
         row.owner_id,
@@ -67,6 +71,7 @@ def _to_key(row: ApiKeyRow) -> ApiKey:
         row.created_at,
         row.last_used_at,
         row.revoked_at,
+        owner_is_admin,
     )
 
 
@@ -119,17 +124,25 @@ class ApiKeyService:
             return _to_key(row)
 
     def verify(self, presented: str | None) -> ApiKey | None:
-        """The active key ``presented`` is, or None; notes when it was used."""
+        """The active key ``presented`` is, or None (also when its owner's account is
+        disabled); notes when it was used."""
         match = _KEY.fullmatch((presented or "").strip())
         if match is None:
             return None
         with self._db.session() as s:
-            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == match.group(1)))
-            if row is None or row.revoked_at is not None:
+            found = s.execute(
+                select(ApiKeyRow, UserRow.role, UserRow.active)
+                .join(UserRow, UserRow.id == ApiKeyRow.owner_id)
+                .where(ApiKeyRow.key_id == match.group(1))
+            ).first()
+            if found is None:
+                return None
+            row, role, active = found
+            if row.revoked_at is not None or not active:
                 return None
             if not hmac.compare_digest(row.key_hash, _digest(match.group(0))):
                 return None
             now = self._clock()
             if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
                 row.last_used_at = now
-            return _to_key(row)
+            return _to_key(row, owner_is_admin=role == "admin")

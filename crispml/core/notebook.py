@@ -255,7 +255,12 @@ class NotebookService:
                 "argv": argv,
                 "display_name": f"Python ({env.name})",
                 "language": "python",
-                "env": {**env.variables(), "PYTHONPATH": str(JOBSIDE)},
+                "env": {
+                    **env.variables(),
+                    "PYTHONPATH": str(JOBSIDE),
+                    # crispml_job.load_model("name") finds registered models here
+                    "CRISPML_MODELS": str(self._root.parent / "models"),
+                },
                 "metadata": {"debugger": True},
             }
             (folder / name).mkdir(parents=True, exist_ok=True)

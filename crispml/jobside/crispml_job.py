@@ -9,6 +9,7 @@ works on Python 3.8 and newer. It never imports crispml itself.
     crispml_job.total_steps(10)  # for the progress bar and its time-left estimate
     crispml_job.progress(0.3, "epoch 3 of 10")
     model_file = crispml_job.artifact_path("model.skops")
+    model = crispml_job.load_model("iris-best")  # in a notebook: a registered model
 
 Metrics go to ``metrics.jsonl`` in the job's folder, one JSON object per line, written whole and
 flushed, so the pages can follow them while the job runs.
@@ -25,6 +26,7 @@ from typing import Any, Dict, Mapping, Optional
 
 __all__ = [
     "artifact_path",
+    "load_model",
     "log_metric",
     "log_metrics",
     "params",
@@ -100,3 +102,26 @@ def artifact_path(name: str) -> Path:
     folder = run_dir() / "artifacts"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
+
+
+def load_model(name: str, version: Optional[int] = None) -> Any:
+    """A registered model, loaded as the model API loads it (scikit-learn models through skops,
+    PyTorch ones from their state dict): version ``version``, else the newest. Works in notebooks
+    and jobs crispml starts (they know where the models are: ``CRISPML_MODELS``)."""
+    root = os.environ.get("CRISPML_MODELS")
+    if not root:
+        raise RuntimeError("CRISPML_MODELS is not set: load models in crispml's notebooks or jobs.")
+    folder = Path(root) / name
+    versions = sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit())
+    if not versions:
+        raise LookupError(f"No registered model {name!r}.")
+    chosen = folder / str(versions[-1] if version is None else version)
+    if not chosen.is_dir():
+        raise LookupError(f"No version {version} of {name!r}; there are {versions}.")
+    if (chosen / "model.skops").exists():
+        from crispml_algos import sklearn_models
+
+        return sklearn_models.load(chosen)
+    from crispml_algos import torch_models
+
+    return torch_models.load(chosen)

@@ -2,7 +2,8 @@
 
 The loaders are the job-side ones (``crispml_algos``): scikit-learn models through skops
 (classes of scikit-learn, NumPy and SciPy only, never pickle), PyTorch models as state dicts
-(``weights_only``). One copy of each model per process.
+(``weights_only``). One copy of each model per process: in the server's process when the model's
+environment is the server's, else in one worker process in the model's environment.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import base64
 import importlib
 import io
 import json
+import os
+import select
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -18,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from crispml.core.data.prepare import apply_fitted
-from crispml.core.errors import InvalidInput
+from crispml.core.envs.registry import SYSTEM, Environment
+from crispml.core.errors import InvalidInput, NotFound
 from crispml.core.modeling import PREPROCESSING, ModelVersion
 
 JOBSIDE = Path(__file__).resolve().parent.parent / "jobside"
@@ -30,15 +35,170 @@ def _jobside(module: str) -> Any:
     return importlib.import_module(module)
 
 
+class WorkerCrashed(RuntimeError):
+    """The model's worker process ended while answering (the caller answers 500)."""
+
+
+class InProcess:
+    """The model in the server's own process (its environment is the server's)."""
+
+    def __init__(self, folder: Path, threads: int = 1) -> None:
+        if (folder / "model.skops").exists():
+            self.kind = "sklearn"
+            self.model = _jobside("crispml_algos.sklearn_models").load(folder)
+        elif (folder / "model.pt").exists():
+            import torch
+
+            # Per process: several threads per call only contend when requests run at once.
+            torch.set_num_threads(threads)
+            self.kind = "torch"
+            self.model = _jobside("crispml_algos.torch_models").load(folder)
+        else:
+            raise InvalidInput(f"{folder} has no model file crispml can serve.")
+        self.lock = threading.Lock()
+
+    def rows(self, columns: list[str], matrix: Any) -> list[Any]:
+        with self.lock:
+            if self.kind == "sklearn":
+                import pandas as pd
+
+                predicted = self.model.predict(pd.DataFrame(matrix, columns=columns or None))
+                return [v.item() if hasattr(v, "item") else v for v in predicted]
+            found = _jobside("crispml_algos.torch_models").predict(self.model, matrix)
+            return [r["prediction"] for r in found]
+
+    def images(self, pictures: list[Any], overlay: bool) -> list[dict[str, Any]]:
+        with self.lock:
+            found = _jobside("crispml_algos.torch_models").predict(
+                self.model, pictures, overlay=overlay
+            )
+        for item in found:
+            item.pop("mask", None)
+            if "overlay" in item:
+                item["overlay"] = png_base64(item["overlay"])
+        return list(found)
+
+    def close(self) -> None:
+        pass
+
+
+class Worker:
+    """The model in a worker process in its own environment, fed JSON lines over its stdin and
+    stdout (``crispml_serve_worker``). A worker that dies fails the request it was answering
+    with :class:`WorkerCrashed` and is started again at once."""
+
+    LOAD_S = 300.0  # longest a worker may take to load its model
+
+    def __init__(
+        self, argv: list[str], env: dict[str, str], label: str, timeout_s: float = 60.0
+    ) -> None:
+        self.argv, self.env, self.label = argv, env, label
+        self.timeout_s = timeout_s
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen[str] | None = None
+        self.kind = ""
+        self.restarts = 0
+        self.closed = False
+        self._spawn()
+        try:
+            self._handshake()
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=self.env,
+            text=True,
+            bufsize=1,
+        )
+        self.kind = ""
+
+    def _read(self, timeout_s: float) -> dict[str, Any]:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        if not ready:  # a hung worker: end it, so its lock and its callers are freed
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            raise WorkerCrashed(f"the worker of {self.label} did not answer in {timeout_s:g} s")
+        line = self.process.stdout.readline()
+        if not line:
+            code = self.process.wait()
+            self.process = None
+            raise WorkerCrashed(f"the worker of {self.label} ended (exit code {code})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def _handshake(self) -> None:
+        hello = self._read(self.LOAD_S)
+        if not hello.get("ok"):
+            raise InvalidInput(f"{self.label} cannot load: {hello.get('error')}")
+        self.kind = str(hello.get("ready"))
+
+    def call(self, message: dict[str, Any]) -> Any:
+        with self.lock:
+            if self.closed:
+                raise NotFound(f"{self.label} is no longer deployed.")
+            if self.process is None:
+                self._spawn()
+            try:
+                if not self.kind:
+                    self._handshake()
+                assert self.process is not None
+                assert self.process.stdin is not None
+                self.process.stdin.write(json.dumps(message) + "\n")
+                self.process.stdin.flush()
+                reply = self._read(self.timeout_s)
+            except (BrokenPipeError, WorkerCrashed) as exc:
+                if self.process is not None:
+                    self.process.kill()
+                    self.process.wait()
+                self.restarts += 1
+                if not self.closed:
+                    self._spawn()  # ready for the next request; this one fails
+                raise WorkerCrashed(str(exc) or f"the worker of {self.label} ended") from None
+        if not reply.get("ok"):
+            raise InvalidInput(f"{self.label} refused the input: {reply.get('error')}")
+        return reply["result"]
+
+    def rows(self, columns: list[str], matrix: Any) -> list[Any]:
+        result: list[Any] = self.call(
+            {"op": "rows", "columns": columns, "matrix": [list(map(float, r)) for r in matrix]}
+        )
+        return result
+
+    def images(self, pictures: list[Any], overlay: bool) -> list[dict[str, Any]]:
+        encoded = [png_base64(picture) for picture in pictures]
+        result: list[dict[str, Any]] = self.call(
+            {"op": "images", "images": encoded, "overlay": overlay}
+        )
+        return result
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def close(self) -> None:
+        """End the worker at once, even while a call waits on it (that call then fails)."""
+        self.closed = True
+        process = self.process
+        if process is not None:
+            process.kill()
+            process.wait()
+
+
 @dataclass
 class Served:
-    """One model version, ready to predict."""
+    """One model version, ready to predict, in this process or in a worker."""
 
     version: ModelVersion
-    model: Any
-    kind: str  # "sklearn" or "torch"
+    backend: InProcess | Worker
     fitted: dict[str, Any] = field(default_factory=dict)  # the data's steps, if it had any
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def name(self) -> str:
@@ -61,8 +221,9 @@ class Served:
     def images(self) -> bool:
         return self.version.task == "segmentation"
 
-    def predict_rows(self, rows: list[dict[str, Any]]) -> list[Any]:
-        """One prediction per row (a mapping of feature to value): a class label or a number."""
+    def prepare(self, rows: list[dict[str, Any]]) -> Any:
+        """Rows (mappings of feature to raw value) as the model's input matrix (float64),
+        after the data's fitted preparation steps."""
         import pandas as pd
 
         if not rows:
@@ -74,41 +235,82 @@ class Served:
                 f"Rows lack the feature(s) {', '.join(missing)} that {self.weight} needs "
                 f"({', '.join(needed)})."
             )
-        frame = pd.DataFrame(rows)
-        if self.fitted:  # raw values, as in the data before preparation
-            frame = apply_fitted(frame, self.fitted)
-        frame = frame[self.features] if self.features else frame
+        if not self.fitted and self.features:  # the common case, without pandas' overhead
+            import numpy as np
+
+            try:
+                matrix = np.array([[r[f] for f in self.features] for r in rows], dtype="float64")
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise InvalidInput(f"Every feature must be a number: {exc}.") from None
+            bad = np.argwhere(~np.isfinite(matrix))
+            if len(bad):
+                row, column = (int(i) for i in bad[0])
+                raise InvalidInput(
+                    f"Row {row}: '{self.features[column]}' is missing or not a finite number "
+                    f"({rows[row][self.features[column]]!r}); {self.weight} needs a value."
+                )
+            return matrix
         try:
-            frame = frame.astype("float64")
-        except (TypeError, ValueError) as exc:
+            frame = pd.DataFrame(rows)
+            if self.fitted:  # raw values, as in the data before preparation
+                frame = apply_fitted(frame, self.fitted)
+            frame = frame[self.features] if self.features else frame
+            return frame.to_numpy(dtype="float64")
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidInput(f"Every feature must be a number: {exc}.") from None
-        with self.lock:
-            if self.kind == "sklearn":
-                predicted = self.model.predict(frame)
-                return [v.item() if hasattr(v, "item") else v for v in predicted]
-            torch_models = _jobside("crispml_algos.torch_models")
-            found = torch_models.predict(self.model, frame.to_numpy().tolist())
-            return [r["prediction"] for r in found]
+
+    def predict_matrix(self, matrix: Any) -> list[Any]:
+        return self.backend.rows(self.features, matrix)
+
+    def predict_rows(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """One prediction per row: a class label or a number."""
+        return self.predict_matrix(self.prepare(rows))
 
     def predict_images(self, images: list[Any], overlay: bool) -> list[dict[str, Any]]:
-        """Per image: classes, scores, boxes [y_min, x_min, y_max, x_max], optional overlay."""
-        torch_models = _jobside("crispml_algos.torch_models")
-        with self.lock:
-            return list(torch_models.predict(self.model, images, overlay=overlay))
+        """Per image: classes, scores, boxes [y_min, x_min, y_max, x_max], and with ``overlay``
+        the image with the mask drawn on it, as base64 PNG."""
+        return self.backend.images(images, overlay)
+
+    def close(self) -> None:
+        self.backend.close()
 
 
-def load(version: ModelVersion) -> Served:
+def _fitted(version: ModelVersion) -> dict[str, Any]:
+    path = Path(version.path) / PREPROCESSING
+    if not path.exists():
+        return {}
+    found: dict[str, Any] = json.loads(path.read_text()).get("fitted") or {}
+    return found
+
+
+def input_columns(version: ModelVersion) -> list[str]:
+    """The columns a row sent for prediction needs: the raw ones its data had before
+    preparation, else the model's features."""
+    return list(_fitted(version)) or [str(c) for c in version.info.get("features") or []]
+
+
+def load(
+    version: ModelVersion,
+    environment: Environment | None = None,
+    threads: int = 1,
+    timeout_s: float = 60.0,
+) -> Served:
+    """The version, in this process when ``environment`` is None or the server's own, else in
+    a worker process in that environment; a call uses at most ``threads`` threads."""
     folder = Path(version.path)
-    fitted: dict[str, Any] = {}
-    if (folder / PREPROCESSING).exists():
-        fitted = json.loads((folder / PREPROCESSING).read_text()).get("fitted") or {}
-    if (folder / "model.skops").exists():
-        sklearn_models = _jobside("crispml_algos.sklearn_models")
-        return Served(version, sklearn_models.load(folder), "sklearn", fitted)
-    if (folder / "model.pt").exists():
-        torch_models = _jobside("crispml_algos.torch_models")
-        return Served(version, torch_models.load(folder), "torch", fitted)
-    raise InvalidInput(f"{version.name}:{version.version} has no model file crispml can serve.")
+    fitted = _fitted(version)
+    label = f"{version.name}:{version.version}"
+    if not (folder / "model.skops").exists() and not (folder / "model.pt").exists():
+        raise InvalidInput(f"{label} has no model file crispml can serve.")
+    backend: InProcess | Worker
+    if environment is None or environment.name == SYSTEM:
+        backend = InProcess(folder, threads)
+    else:
+        argv = environment.command(["python", "-m", "crispml_serve_worker", str(folder)])
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("CRISPML_")}
+        variables = {**inherited, **environment.variables(), "OMP_NUM_THREADS": str(threads)}
+        backend = Worker(argv, variables, f"{label} ({environment.name})", timeout_s)
+    return Served(version, backend, fitted)
 
 
 def png_base64(pixels: Any) -> str:

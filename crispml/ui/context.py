@@ -45,7 +45,10 @@ def require_login() -> AuthSession:
     auth = services().auth.authenticate(session_token())
     if auth is None:
         st.session_state.pop(_AUTH_KEY, None)
-        st.error("Your session has ended: you logged out, it expired, or an admin ended it.")
+        st.error(
+            "Your session has ended: you logged out, it expired, or an admin ended it.",
+            icon=":material/error:",
+        )
         st.html('<a href="/login" target="_self">Log in again</a>')
         st.stop()
     st.session_state[_AUTH_KEY] = auth
@@ -69,6 +72,6 @@ def current_user() -> User:
 def require_admin() -> User:
     user = current_user()
     if not user.is_admin:
-        st.error("This page is for admins.")
+        st.error("This page is for admins.", icon=":material/lock:")
         st.stop()
     return user

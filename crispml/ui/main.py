@@ -5,6 +5,7 @@ import logging
 import streamlit as st
 
 from crispml.ui import context, navigation, workspace
+from crispml.ui.widgets import feedback
 
 log = logging.getLogger("crispml")
 
@@ -33,6 +34,8 @@ navigation.sidebar(auth)
 wrote = save_workspace(auth.user.id)
 try:
     current.run()
+except Exception as exc:  # a bug: a message with a reference, never a traceback on the page
+    feedback.unexpected(exc, "This page failed")
 finally:  # also after st.rerun() and st.stop() in a page
     if not wrote:
         save_workspace(auth.user.id, end_of_run=True)

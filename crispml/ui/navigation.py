@@ -16,6 +16,7 @@ from crispml.ui.views import (
     business,
     data_preparation,
     data_understanding,
+    deployment,
     environments,
     evaluation,
     files,
@@ -24,7 +25,6 @@ from crispml.ui.views import (
     notebook,
     saved_work,
 )
-from crispml.ui.views.upcoming import not_built_page
 from crispml.ui.widgets import process_table
 from crispml.web.login import logout_token
 
@@ -38,10 +38,6 @@ class PageSpec:
     render: Callable[[], None]
     admin_only: bool = False
     default: bool = False
-
-
-def _upcoming(section: str, title: str, url: str, icon: str, description: str) -> PageSpec:
-    return PageSpec(section, title, url, icon, not_built_page(title, description))
 
 
 PAGES: tuple[PageSpec, ...] = (
@@ -69,13 +65,7 @@ PAGES: tuple[PageSpec, ...] = (
     ),
     PageSpec("CRISP-DM", "Modeling", "modeling", ":material/model_training:", modeling.render),
     PageSpec("CRISP-DM", "Evaluation", "evaluation", ":material/leaderboard:", evaluation.render),
-    _upcoming(
-        "CRISP-DM",
-        "Deployment",
-        "deployment",
-        ":material/rocket_launch:",
-        "Serve registered models behind a REST API with API keys.",
-    ),
+    PageSpec("CRISP-DM", "Deployment", "deployment", ":material/rocket_launch:", deployment.render),
     PageSpec("Workspace", "Files", "files", ":material/folder:", files.render),
     PageSpec("Workspace", "Jobs", "jobs", ":material/memory:", jobs.render),
     PageSpec(

@@ -5,7 +5,8 @@ Security note: this is the only thing between the network and the app. It must s
 - page requests (GET/HEAD that accept HTML) are redirected to /login?next=<path>;
 - every other HTTP request gets 401 with a JSON message;
 - WebSocket handshakes (Streamlit's /_stcore/stream included) are refused before accept (HTTP 403).
-Only PUBLIC_PATHS pass without a session. Valid sessions put the user in scope["state"]["auth"].
+Only PUBLIC_PATHS, and the model API under /api/ (it requires API keys itself), pass without a
+session. Valid sessions put the user in scope["state"]["auth"].
 Authenticated HTML responses get ``Cache-Control: no-store`` so the back button after logout
 cannot show a cached page.
 """
@@ -23,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from crispml.core.auth import SESSION_COOKIE, AuthSession
 
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/login/style.css"})
+# The model API checks API keys itself (clients are programs, not browser sessions).
+KEY_PREFIXES = ("/api/",)
 
 Authenticator = Callable[[str | None], AuthSession | None]
 
@@ -66,7 +69,9 @@ class AuthGate:
                 scope, receive, _no_store_html(send) if scope["type"] == "http" else send
             )
             return
-        if scope["type"] == "http" and scope["path"] in PUBLIC_PATHS:
+        if scope["type"] == "http" and (
+            scope["path"] in PUBLIC_PATHS or scope["path"].startswith(KEY_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":

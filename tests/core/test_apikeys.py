@@ -24,13 +24,14 @@ def test_a_key_is_shown_once_and_stored_hashed(services: Services) -> None:
         assert row is not None and plain not in (row.key_hash, row.name, row.models)
         assert row.key_hash == hashlib.sha256(plain.encode()).hexdigest()
     found = services.apikeys.verify(plain)
-    assert found is not None and found.allows("iris-best") and not found.allows("other")
+    assert found is not None and found.allows("iris-best", admin.id)
+    assert not found.allows("other", admin.id)
     assert found.last_used_at is not None
     assert services.apikeys.verify(plain[:-1] + ("A" if plain[-1] != "A" else "B")) is None
     assert services.apikeys.verify("") is None and services.apikeys.verify(None) is None
     assert services.apikeys.verify("Bearer " + plain) is None
     everything, _ = services.apikeys.create(admin, "all models")
-    assert everything.models == () and everything.allows("anything")
+    assert everything.models == () and everything.allows("anything", admin.id)
 
 
 def test_revoked_keys_stop_working_and_owners_are_kept_apart(services: Services) -> None:
@@ -43,6 +44,17 @@ def test_revoked_keys_stop_working_and_owners_are_kept_apart(services: Services)
     assert {k.key_id for k in services.apikeys.all(admin)} == {key.key_id, mine.key_id}
     with pytest.raises(NotFound):
         services.apikeys.revoke(nina, mine.key_id)  # not hers
+    # A user's key reaches only her own models; an admin's key reaches anyone's.
+    hers = services.apikeys.verify(plain)
+    assert hers is not None and not hers.owner_is_admin
+    assert hers.allows("nina-model", nina.id) and not hers.allows("admin-model", admin.id)
+    admins = services.apikeys.verify(services.apikeys.create(admin, "any")[1])
+    assert admins is not None and admins.allows("nina-model", nina.id)
+    # A disabled account's keys stop working, and work again when it is enabled.
+    services.auth.set_active("nina", False, actor="test")
+    assert services.apikeys.verify(plain) is None
+    services.auth.set_active("nina", True, actor="test")
+    assert services.apikeys.verify(plain) is not None
     revoked = services.apikeys.revoke(nina, key.key_id)
     assert not revoked.active and services.apikeys.verify(plain) is None
     actions = [e.action for e in services.audit.recent(10)]

@@ -29,7 +29,7 @@ PLUGINS = Path(__file__).parents[1] / "plugins"
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     home = tmp_path_factory.mktemp("modeling") / "home"
     services = build_services(Settings(home=home, admin_password=ADMIN_PASSWORD))
-    bootstrap(services)
+    bootstrap(services, samples=False)
     yield services
     services.jobs.stop_all(None, actor="test")
     services.db.dispose()

@@ -52,7 +52,7 @@ def test_a_jupyterlab_that_fails_to_start_says_why(settings: Settings) -> None:
     """Its port is taken between the choice and the start (it waited in the queue): JupyterLab
     itself refuses to start, the job fails, and the state says so with the log's end."""
     services = build_services(settings.model_copy(update={"jobs_max_concurrent": 1}))
-    bootstrap(services)
+    bootstrap(services, samples=False)
     admin = services.auth.first_admin()
     blocker = services.jobs.submit(
         admin.id, admin.username, JobSpec([sys.executable, "-c", "import time; time.sleep(60)"])

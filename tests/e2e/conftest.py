@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.helpers import ADMIN_PASSWORD, Server
 
@@ -72,3 +74,18 @@ def settle(page: Page) -> None:
     page.wait_for_timeout(300)  # a rerun may be about to start
     expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0)
     expect(page.get_by_test_id("stStatusWidgetRunningManIcon")).to_have_count(0)
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    """Pick an option of a selectbox; a rerun elsewhere on the page (the process table's
+    refresh) can close an open list, so try again if the option does not show."""
+    for _ in range(5):
+        page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+        item = page.get_by_role("option", name=re.compile(option))
+        try:
+            item.first.click(timeout=3_000)
+            settle(page)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"option {option!r} of {label!r} never showed")

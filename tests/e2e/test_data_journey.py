@@ -1,6 +1,9 @@
-"""In a real browser: add the iris sample, look at its profile, prepare it."""
+"""In a real browser, at first start: the demo project's iris sample is there; look at its
+profile, prepare it."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
@@ -11,16 +14,25 @@ from tests.helpers import Server
 pytestmark = pytest.mark.e2e
 
 
-def test_iris_from_sample_to_prepared_version(server: Server, new_page) -> None:
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A first start as ``./dev start`` makes it: the demo project with its sample data."""
+    home = tmp_path_factory.mktemp("seeded") / "home"
+    server = Server(home, env_extra={"CRISPML_SEED_SAMPLE_DATA": "true"}).start()
+    yield server
+    server.stop()
+
+
+def test_iris_from_sample_to_prepared_version(seeded: Server, new_page) -> None:
+    server = seeded
     page = new_page()
     page.goto(server.url + "/data-understanding")
     log_in(page, server)
     wait_for_shell(page)
     expect(page.get_by_role("heading", name="Data understanding")).to_be_visible()
     settle(page)
-    page.get_by_role("button", name="Add sample").click()  # iris is the default
-    expect(page.get_by_text("Added the sample 'Iris' (150 rows).").first).to_be_visible()
-    settle(page)
+    # Seeded on first start: shapes and iris, the newest (iris) shown.
+    expect(page.get_by_role("combobox", name="Dataset")).to_have_value("Iris (table, 150 rows)")
     expect(page.get_by_test_id("stMetric").filter(has_text="Rows")).to_contain_text("150")
     page.get_by_role("tab", name="Target").click()
     expect(page.get_by_text("3 classes; the smallest has 100% of the rows")).to_be_visible()

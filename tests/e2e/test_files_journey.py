@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import log_in, settle, shot, wait_for_shell
 from tests.helpers import Server
@@ -42,8 +43,16 @@ def test_files_journey(server: Server, new_page, tmp_path: Path) -> None:
 
     upload_button = page.get_by_role("button", name="Upload")
     expect(upload_button).to_have_count(1)  # the previous run's elements are gone
-    upload_button.click()
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
+    dropzone = page.get_by_test_id("stFileUploaderDropzoneInput")
+    for _ in range(3):  # a rerun in flight (on a loaded machine) can swallow the first click
+        settle(page)
+        upload_button.click()
+        try:
+            dropzone.wait_for(state="attached", timeout=8_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    dropzone.set_input_files(str(upload))
     expect(page.get_by_test_id("stFileUploaderDropzoneInstructions")).to_have_count(0)
     page.get_by_role("button", name="Upload", exact=True).last.click()
     expect(page.get_by_text("Uploaded iris.csv.").first).to_be_visible()

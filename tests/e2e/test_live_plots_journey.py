@@ -10,9 +10,8 @@ import sys
 
 import pytest
 from playwright.sync_api import Download, Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.conftest import log_in, settle, shot, wait_for_shell
+from tests.e2e.conftest import choose, log_in, settle, shot, wait_for_shell
 from tests.helpers import Server
 
 pytestmark = pytest.mark.e2e
@@ -57,20 +56,6 @@ def download(page: Page, name: str) -> bytes:
     path = found[0].path()
     assert path is not None
     return path.read_bytes()
-
-
-def choose(page: Page, label: str, option: str) -> None:
-    """Pick an option of a selectbox; a rerun elsewhere on the page (the process table's
-    refresh) can close an open list, so try again if the option does not show."""
-    for _ in range(5):
-        page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-        item = page.get_by_role("option", name=re.compile(option))
-        try:
-            item.click(timeout=3_000)
-            return
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    raise AssertionError(f"option {option!r} of {label!r} never showed")
 
 
 def test_charts_follow_a_running_job_without_a_reload(server: Server, new_page) -> None:

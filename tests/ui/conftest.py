@@ -17,7 +17,7 @@ from tests.helpers import ADMIN_PASSWORD
 @pytest.fixture
 def app_services(tmp_path: Path) -> Iterator[Services]:
     svc = build_services(Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD))
-    bootstrap(svc)
+    bootstrap(svc, samples=False)  # the demo project, empty: the tests add what they need
     services_module.install(svc)
     yield svc
     context.use_token_source(context.browser_token)

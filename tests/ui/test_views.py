@@ -38,6 +38,26 @@ def test_shell_shows_sections_and_who_is_logged_in(app_services: Services) -> No
     assert at.selectbox[0].value is not None  # the demo project made on first start
 
 
+def test_a_page_that_fails_shows_a_message_with_a_reference_not_a_traceback(
+    app_services: Services, monkeypatch, caplog
+) -> None:
+    from crispml.ui.views import business
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(business, "current_project", broken)
+    login_as(app_services, "admin")
+    at = AppTest.from_file(MAIN, default_timeout=30).run()
+    assert not at.exception  # Streamlit's own error box (with the traceback) is not shown
+    message = at.error[0].value
+    assert message.startswith("This page failed (RuntimeError: a bug)")
+    reference = message.split("the reference ")[1].split(" ")[0]
+    logged = [r for r in caplog.records if reference in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the traceback is in the server log
+    assert "Signed in as" in at.sidebar.markdown[0].value  # the rest of the app still works
+
+
 def test_no_session_stops_the_page(app_services: Services) -> None:
     context.use_token_source(lambda: "not-a-valid-token")
     at = AppTest.from_file(MAIN, default_timeout=30).run()

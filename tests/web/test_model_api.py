@@ -9,11 +9,12 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -75,10 +76,12 @@ class Api:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Services]]:
-    """Two registered models in production: an iris classifier and a small shapes U-Net."""
+    """Two deployed models: an iris classifier and a small shapes U-Net; and an iris classifier
+    trained in another environment (the same Python registered under another name), served by
+    a worker process."""
     home = tmp_path_factory.mktemp("api") / "home"
     svc = build_services(Settings(home=home, admin_password=ADMIN_PASSWORD))
-    bootstrap(svc)
+    bootstrap(svc, samples=False)
     admin = svc.auth.first_admin()
     project = svc.projects.list(admin.id)[0]
     iris = svc.modeling.resolve_data(admin, project.id, "sample:iris")
@@ -86,13 +89,17 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Servi
     shapes = svc.datasets.prepare_images(
         admin, raw.id, ImageRecipe(size=32, train=0.75, validation=0.25, test=0)
     )
+    svc.environments.register_interpreter(admin, "elsewhere", sys.executable)
     runs = [
         svc.modeling.start(admin, iris.id, "logistic_regression", {}),
         svc.modeling.start(admin, shapes.id, "unet_segmentation", {"epochs": 3}),
+        svc.modeling.start(admin, iris.id, "logistic_regression", {}, env="elsewhere"),
     ]
-    for run, name in zip(runs, ("iris-lr", "shapes-unet"), strict=True):
+    for run, name in zip(runs, ("iris-lr", "shapes-unet", "iris-elsewhere"), strict=True):
         wait_finished(svc, run.id)
-        svc.modeling.register(admin, run.id, name, stage="production")
+        svc.modeling.register(admin, run.id, name)
+    svc.deployments.deploy(admin, "iris-lr")
+    svc.deployments.deploy(admin, "shapes-unet")
     yield home, svc
     svc.db.dispose()
 
@@ -197,9 +204,21 @@ def test_bad_input_gets_a_4xx_naming_it_and_the_server_keeps_serving(public: Api
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("../evil.png", tiny.getvalue())
     cases = [
-        ({"images": ["not base64!"]}, 400, "images[0] is not valid base64"),
-        ({"images": [good, base64.b64encode(b"hello").decode()]}, 400, "images[1] is not an image"),
-        ({"images": [base64.b64encode(huge.getvalue()).decode()]}, 400, "more than the 250,000"),
+        (
+            {"images": ["not base64!"], "Model_path": "shapes-unet"},
+            400,
+            "images[0] is not valid base64",
+        ),
+        (
+            {"images": [good, base64.b64encode(b"hello").decode()], "Model_path": "shapes-unet"},
+            400,
+            "images[1] is not an image",
+        ),
+        (
+            {"images": [base64.b64encode(huge.getvalue()).decode()], "Model_path": "shapes-unet"},
+            400,
+            "more than the 250,000",
+        ),
         ({"images": [good], "weight": "shapes-unet:9"}, 404, "Unknown weight 'shapes-unet:9'"),
         ({"images": [good], "Model_path": "nope"}, 404, "Unknown Model_path 'nope'"),
         ({"images": [good], "algorithm": "yolo", "Model_path": "shapes-unet"}, 404, "'yolo'"),
@@ -219,6 +238,21 @@ def test_bad_input_gets_a_4xx_naming_it_and_the_server_keeps_serving(public: Api
     res = requests.post(f"{url}/predict?model=iris-lr", json=[{"sepal_length_cm": 1}])
     assert res.status_code == 400 and "petal_width_cm" in res.json()["detail"]
     res = requests.post(f"{url}/invocations", json={"dataframe_split": 3})
+    assert res.status_code == 400
+    word = dict(IRIS_ROW, petal_width_cm="wide")
+    res = requests.post(f"{url}/invocations?model=iris-lr", json={"dataframe_records": [word]})
+    assert res.status_code == 400 and "number" in res.json()["detail"]
+    res = requests.post(
+        f"{url}/invocations?model=iris-lr", json={"inputs": {"a": [1, 2], "b": [1]}}
+    )
+    assert res.status_code == 400 and "as many values" in res.json()["detail"]
+    nested = "[" * 100_000 + "]" * 100_000
+    res = requests.post(
+        f"{url}/invocations", data=nested, headers={"content-type": "application/json"}
+    )
+    assert res.status_code == 400
+    huge = dict(IRIS_ROW, sepal_length_cm=10**400)
+    res = requests.post(f"{url}/invocations?model=iris-lr", json={"dataframe_records": [huge]})
     assert res.status_code == 400
     assert requests.get(f"{url}/healthz").json() == {"status": "ok"}  # still serving
     assert public.proc.poll() is None
@@ -246,13 +280,259 @@ def test_keys_are_required_scoped_and_revocable(home: tuple[Path, Services]) -> 
             headers={"X-API-Key": iris_only},
         )
         assert other.status_code == 403 and "shapes-unet" in other.json()["detail"]
-        svc.apikeys.revoke(admin, iris_key.key_id)
-        gone = requests.post(
-            f"{api.url}/predict?model=iris-lr", json=[IRIS_ROW], headers={"X-API-Key": iris_only}
+        # A colleague's key reaches only the colleague's models: not the admin's.
+        if "carol" not in {u.username for u in svc.auth.list_users()}:
+            svc.auth.create_user("carol", "quiet-meadow-41", actor="test")
+        _, carols = svc.apikeys.create(svc.auth.get_user("carol"), "carol's")
+        listed = requests.get(f"{api.url}/models", headers={"X-API-Key": carols})
+        assert listed.status_code == 200 and listed.json() == [], listed.text
+        theirs = requests.post(
+            f"{api.url}/predict?model=iris-lr", json=[IRIS_ROW], headers={"X-API-Key": carols}
         )
-        assert gone.status_code == 401
+        assert theirs.status_code == 403 and "iris-lr" in theirs.json()["detail"], theirs.text
+        svc.apikeys.revoke(admin, iris_key.key_id)
+        revoked = time.monotonic()
+
+        def refused() -> bool:
+            url = f"{api.url}/predict?model=iris-lr"
+            headers = {"X-API-Key": iris_only}
+            return requests.post(url, json=[IRIS_ROW], headers=headers).status_code == 401
+
+        _poll(refused, timeout=5)
+        assert time.monotonic() - revoked < 2.5  # verified keys are remembered for a second
         assert svc.apikeys.all(admin)[0].last_used_at is not None or any(
             k.last_used_at for k in svc.apikeys.all(admin)
         )
     finally:
+        api.stop()
+
+
+def test_the_api_is_also_under_api_in_the_main_app(home: tuple[Path, Services]) -> None:
+    """The same API, mounted at /api/ of the web app: API keys, not login sessions."""
+    from tests.helpers import Server
+
+    svc = home[1]
+    _, key = svc.apikeys.create(svc.auth.first_admin(), "through the app")
+    server = Server(home[0]).start()
+    try:
+        anonymous = requests.get(f"{server.url}/api/models")
+        assert anonymous.status_code == 401 and "API key" in anonymous.json()["detail"]
+        bearer = {"Authorization": f"Bearer {key}"}
+        listed = requests.get(f"{server.url}/api/models", headers=bearer)
+        assert listed.json() == ["logistic_regression", "unet_segmentation"]
+        url = f"{server.url}/api/predict?model=iris-lr"
+        row = requests.post(url, json=[IRIS_ROW], headers=bearer)
+        assert row.json()["predictions"] == ["virginica"]
+        assert requests.get(f"{server.url}/api/openapi.json").status_code == 200
+        page = requests.get(f"{server.url}/jobs", allow_redirects=False)
+        assert page.status_code in (303, 401)  # the rest of the app still needs a login
+    finally:
+        server.stop()
+
+
+def _poll(check: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_deploys_undeploys_and_public_deployments_are_followed_and_counted(
+    home: tuple[Path, Services],
+) -> None:
+    svc = home[1]
+    admin = svc.auth.first_admin()
+    _, key = svc.apikeys.create(admin, "counts")
+    bearer = {"Authorization": f"Bearer {key}"}
+    api = Api(home[0])
+    models = lambda: requests.get(f"{api.url}/readyz").json()["models"]  # noqa: E731
+    try:
+        assert models() == ["iris-lr:1", "shapes-unet:1"]
+        before = svc.deployments.get("iris-lr", 1)
+        for _ in range(3):
+            res = requests.post(f"{api.url}/predict?model=iris-lr", json=[IRIS_ROW], headers=bearer)
+            assert res.status_code == 200
+        bad = requests.post(f"{api.url}/predict?model=iris-lr", json=[{"x": 1}], headers=bearer)
+        assert bad.status_code == 400
+        _poll(lambda: svc.deployments.get("iris-lr", 1).requests >= before.requests + 4)
+        after = svc.deployments.get("iris-lr", 1)
+        assert after.errors == before.errors + 1 and after.last_request_at is not None
+        # Deploy a third model, public: no restart, no key needed for it (only for it).
+        svc.deployments.deploy(admin, "iris-elsewhere", public=True)
+        # Followed within a second; loading starts a worker (a new Python importing
+        # scikit-learn), which on a loaded two-core machine has taken more than 15 s.
+        _poll(lambda: "iris-elsewhere:1" in models(), timeout=60)
+        anonymous = requests.post(f"{api.url}/predict?model=iris-elsewhere", json=[IRIS_ROW])
+        assert anonymous.json()["predictions"] == ["virginica"]
+        assert requests.get(f"{api.url}/models").json() == ["logistic_regression"]
+        private = requests.post(f"{api.url}/predict?model=iris-lr", json=[IRIS_ROW])
+        assert private.status_code == 401
+        svc.deployments.undeploy(admin, "iris-elsewhere", 1)
+        _poll(lambda: "iris-elsewhere:1" not in models())
+        gone = requests.post(f"{api.url}/predict?model=iris-elsewhere", json=[IRIS_ROW])
+        assert gone.status_code == 401, gone.text  # nothing public any more: a key is needed
+        assert (
+            requests.post(
+                f"{api.url}/predict?model=iris-elsewhere", json=[IRIS_ROW], headers=bearer
+            ).status_code
+            == 404
+        )
+    finally:
+        api.stop()
+
+
+def test_a_model_in_another_environment_runs_in_a_worker_that_survives_a_crash(
+    home: tuple[Path, Services],
+) -> None:
+    """The model trained in environment 'elsewhere' is served by a worker process running that
+    environment's Python; killed mid-request, its request gets a 500 with a request id, the
+    worker starts again and the server goes on serving both models."""
+    import concurrent.futures
+    import signal
+
+    import psutil
+
+    api = Api(home[0], "--public", "--model", "iris-elsewhere", "--model", "iris-lr")
+    url = f"{api.url}/predict?model=iris-elsewhere"
+    try:
+        assert requests.post(url, json=[IRIS_ROW]).json()["predictions"] == ["virginica"]
+
+        def worker() -> psutil.Process:
+            found = [
+                p for p in psutil.Process(api.proc.pid).children()
+                if "crispml_serve_worker" in " ".join(p.cmdline())
+            ]  # fmt: skip
+            assert len(found) == 1, found
+            return found[0]
+
+        first = worker()
+        assert first.cmdline()[0] == sys.executable  # the environment's interpreter
+        first.send_signal(signal.SIGSTOP)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(requests.post, url, json=[IRIS_ROW], timeout=30)
+            time.sleep(0.5)  # the request now waits on the stopped worker
+            other = requests.post(f"{api.url}/predict?model=iris-lr", json=[IRIS_ROW])
+            assert other.status_code == 200  # the in-process model is not held up
+            first.kill()
+            crashed = pending.result()
+        assert crashed.status_code == 500, crashed.text
+        assert crashed.json()["request_id"] in crashed.json()["detail"]
+        assert requests.post(url, json=[IRIS_ROW]).json()["predictions"] == ["virginica"]
+        assert worker().pid != first.pid
+        assert f"model API error {crashed.json()['request_id']}" in api.log.read_text()
+    finally:
+        api.stop()
+
+
+def test_only_owners_and_admins_deploy_and_the_cli_deploys(home: tuple[Path, Services]) -> None:
+    from crispml.core.errors import PermissionDenied
+
+    path, svc = home
+    bob = svc.auth.create_user("bob", "bob-password-long-enough", actor="admin")
+    with pytest.raises(PermissionDenied, match="owner of 'iris-lr'"):
+        svc.deployments.deploy(bob, "iris-lr", 1)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("CRISPML_")}
+        return subprocess.run(
+            [sys.executable, "-m", "crispml", "--home", str(path), "models", *args],
+            capture_output=True, text=True, env=environment, timeout=60, check=False,
+        )  # fmt: skip
+
+    deployed = cli("deploy", "iris-elsewhere:1", "--public")
+    assert deployed.returncode == 0 and "deployed iris-elsewhere:1 (public)" in deployed.stdout
+    assert "anyone who reaches the API" in deployed.stderr
+    listing = cli("list").stdout.splitlines()
+    assert any(line.startswith("iris-elsewhere") and " public " in line for line in listing)
+    assert svc.deployments.get("iris-elsewhere", 1).public
+    assert cli("undeploy", "iris-elsewhere:1").returncode == 0
+    assert svc.deployments.get("iris-elsewhere", 1) is None
+    missing = cli("deploy", "nope:3")
+    assert missing.returncode == 1 and "No model 'nope' version 3" in missing.stderr
+
+
+def test_schemathesis_finds_no_server_error(home: tuple[Path, Services], tmp_path: Path) -> None:
+    """Property-based requests generated from the OpenAPI document (every operation, valid and
+    invalid bodies, forms, files and queries): never a 5xx, and the server keeps serving."""
+    api = Api(home[0], "--public")  # its own server: /configs calls change the stored config
+    try:
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")), "run",
+                f"{api.url}/openapi.json", "--url", api.url,
+                "--checks", "not_a_server_error", "--phases", "examples,coverage,fuzzing",
+                "--max-examples", "40", "--seed", "11", "--workers", "2",
+                "--request-timeout", "30", "--suppress-health-check", "all",
+                "--report-dir", str(tmp_path),
+            ],
+            capture_output=True, text=True, timeout=400, check=False,
+            cwd=tmp_path,  # its cache (.schemathesis/) goes there, not into the checkout
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+        generated = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
+        assert generated is not None and int(generated[1]) >= 300, run.stdout[-3000:]
+        assert requests.get(f"{api.url}/healthz").json() == {"status": "ok"}
+    finally:
+        api.stop()
+
+
+def test_a_minute_at_32_clients_has_no_errors_and_no_memory_growth(
+    home: tuple[Path, Services],
+) -> None:
+    """32 clients for 10 s of warm-up and then 60 s, rows and images mixed: every answer is
+    right, and the server's memory (with its workers) at the end is what it was after the
+    warm-up."""
+    import concurrent.futures
+    import threading
+
+    import psutil
+
+    api = Api(home[0], "--public")
+    picture = base64.b64encode(
+        sorted((home[0] / "datasets").glob("*/images/*.png"))[0].read_bytes()
+    )
+    image_body = {"images": [picture.decode()], "Model_path": "shapes-unet"}
+    stop = threading.Event()
+    errors: list[str] = []
+    answered = [0]
+
+    def client(index: int) -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                if index % 4:
+                    body = {"dataframe_records": [IRIS_ROW]}
+                    res = session.post(
+                        f"{api.url}/invocations?model=iris-lr", json=body, timeout=30
+                    )
+                    ok = res.status_code == 200 and res.json()["predictions"] == ["virginica"]
+                else:
+                    res = session.post(f"{api.url}/predict", json=image_body, timeout=30)
+                    ok = res.status_code == 200 and len(res.json()["Responses"]) == 1
+                if not ok:
+                    errors.append(f"{res.status_code} {res.text[:200]}")
+                answered[0] += 1
+
+    def rss() -> int:
+        server = psutil.Process(api.proc.pid)
+        return sum(p.memory_info().rss for p in [server, *server.children(recursive=True)])
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            futures = [pool.submit(client, i) for i in range(32)]
+            time.sleep(10)
+            after_warm_up, at_warm_up = rss(), answered[0]
+            samples = []
+            for _ in range(60):
+                time.sleep(1)
+                samples.append(rss())
+            stop.set()
+            for future in futures:
+                future.result()
+        assert not errors, errors[:5]
+        assert answered[0] - at_warm_up > 600  # the minute was really under load
+        end = sum(samples[-10:]) / 10
+        assert end <= after_warm_up * 1.05 + 8e6, (after_warm_up, samples)
+        assert requests.get(f"{api.url}/healthz").json() == {"status": "ok"}
+    finally:
+        stop.set()
         api.stop()

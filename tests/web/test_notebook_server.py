@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import os
 import signal
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,19 +17,11 @@ import websockets
 
 from crispml.services import build_services
 from crispml.settings import Settings
-from tests.helpers import USER_PASSWORD, Server
+from tests.helpers import USER_PASSWORD, Server, in_thread
 
 pytestmark = pytest.mark.server
 
 V1 = "v1.kernel.websocket.jupyter.org"
-T = TypeVar("T")
-
-
-def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on its own loop in a thread: the browser tests' Playwright keeps an event
-    loop running in the main thread, where asyncio.run() refuses to start another."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def record(server: Server, user: str = "admin") -> dict:

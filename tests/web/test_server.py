@@ -14,6 +14,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from crispml.core.auth import SESSION_COOKIE
+from crispml.services import build_services
+from crispml.settings import Settings
 from tests.helpers import ADMIN_PASSWORD, Server
 
 pytestmark = pytest.mark.server
@@ -53,6 +55,11 @@ def test_every_non_public_route_refuses_anonymous_requests(server: Server) -> No
                 continue
             target = concrete(path) + ("/x" if kind == "mount" else "")
             if target in PUBLIC:
+                continue
+            if target == "/api/x":  # the model API: no login needed, but an API key
+                refused = client.get("/api/models")
+                assert refused.status_code == 401 and "API key" in refused.json()["detail"]
+                checked += 1
                 continue
             for method in methods or ["GET"]:
                 api = client.request(method, target)
@@ -254,11 +261,14 @@ def test_login_survives_a_server_restart(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_first_start_prints_a_generated_admin_password_once(tmp_path: Path) -> None:
+def test_first_start_prints_a_generated_admin_password_once_and_seeds_sample_data(
+    tmp_path: Path,
+) -> None:
     srv = Server(tmp_path / "home")
     srv.env_extra = {}
     env = srv.env()
     env.pop("CRISPML_ADMIN_PASSWORD")
+    env["CRISPML_SEED_SAMPLE_DATA"] = "true"  # what a fresh start does
     srv.env = lambda: env  # type: ignore[method-assign]
     srv.start()
     try:
@@ -269,8 +279,16 @@ def test_first_start_prints_a_generated_admin_password_once(tmp_path: Path) -> N
         assert oct((srv.home / "secret_key").stat().st_mode & 0o777) == "0o600"
         assert oct(srv.home.stat().st_mode & 0o777) == "0o700"
         srv.stop()
+        services = build_services(Settings(home=srv.home))
+        admin = services.auth.first_admin()
+        assert admin is not None
+        (demo,) = services.projects.list(admin.id)
+        samples = {(d.name, d.kind, d.rows) for d in services.datasets.all(admin.id, demo.id)}
+        assert samples == {("Iris", "table", 150), ("Shapes", "images", 200)}
+        services.db.dispose()
         srv.start()
         assert srv.log().count("shown only this once") == 1
+        assert len(services.datasets.all(admin.id, demo.id)) == 2  # seeded once, not again
     finally:
         srv.stop()
 

@@ -187,7 +187,9 @@ def _image_recipe(dataset: Dataset) -> recipes.ImageRecipe:
 def _versions(source: Dataset, prepared: list[Dataset]) -> None:
     mine = [d for d in prepared if d.parent_id == source.id]
     if not mine:
-        st.caption("No prepared version of this dataset yet.")
+        st.caption(
+            "No prepared version of this dataset yet: set the recipe above and press **Prepare**."
+        )
         return
     st.subheader("Prepared versions")
     st.dataframe(

@@ -61,7 +61,14 @@ def _add_sample(project: Project) -> None:
 
 
 def _sample_form(project: Project, expanded: bool) -> None:
-    with st.expander("Add a sample", icon=":material/science:", expanded=expanded):
+    # Keyed and stateful: it stays as the user left it when a rerun changes ``expanded``.
+    with st.expander(
+        "Add a sample",
+        icon=":material/science:",
+        expanded=expanded,
+        key="data.sample.open",
+        on_change="rerun",
+    ):
         ws.ensure(ws.key("data.sample"), str, "iris")
         if st.session_state.get(ws.key("data.sample")) not in SAMPLES:
             ws.set_value(ws.key("data.sample"), "iris")
@@ -80,7 +87,10 @@ def _sample_form(project: Project, expanded: bool) -> None:
             a.number_input("Seed", 0, 2**31 - 1, key=ws.key("data.shapes.seed"))
             b.number_input("Images", 1, 10_000, key=ws.key("data.shapes.count"))
             c.number_input("Size (pixels)", 32, 1024, step=16, key=ws.key("data.shapes.size"))
-        st.button("Add sample", type="primary", on_click=_add_sample, args=(project,))
+        if st.button("Add sample", type="primary"):
+            with st.spinner("Adding the sample…"):
+                _add_sample(project)
+            st.rerun()  # shows the new dataset and the message
 
 
 def _register_form(project: Project) -> None:
@@ -146,7 +156,7 @@ def _wait_for_profile(dataset: Dataset, job_id: str) -> None:
     if services.datasets.cached_profile(dataset) is not None:
         st.rerun(scope="app")
     if job.finished:
-        st.error(f"The profile job {job.id} {job.status}: {job.error or 'see its log'}.")
+        feedback.error(f"The profile job {job.id} {job.status}: {job.error or 'see its log'}.")
         return
     st.info(
         f"Profiling {dataset.rows:,} rows as job {job.id} ({job.status}); this page shows the "
@@ -345,7 +355,11 @@ def render() -> None:
     _sample_form(project, expanded=not datasets)
     _register_form(project)
     if not datasets:
-        st.info(f"Project '{project.name}' has no datasets yet.", icon=":material/info:")
+        st.info(
+            f"Project '{project.name}' has no datasets yet: add a sample, or register a table "
+            "or a folder of images from your files, above.",
+            icon=":material/info:",
+        )
         return
     st.subheader(f"Datasets of '{project.name}'")
     _datasets_table(datasets)

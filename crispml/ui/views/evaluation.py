@@ -49,7 +49,8 @@ def _register(runs: list[Run], best: Run) -> None:
         stage = st.selectbox("Stage", list(STAGES), format_func=lambda s: s or "none")
         if st.button("Register", type="primary"):
             try:
-                model = context.services().modeling.register(user, run_id, name, stage=stage)
+                with st.spinner("Registering: copying the run's model files…"):
+                    model = context.services().modeling.register(user, run_id, name, stage=stage)
             except CrispmlError as exc:
                 feedback.error(exc)
             else:
@@ -61,7 +62,7 @@ def _registry() -> None:
     models = services.modeling.models()
     st.subheader("Model registry")
     if not models:
-        st.caption("No model registered yet.")
+        st.caption("No model registered yet: register a finished run under **Register a model**.")
         return
     st.dataframe(
         [

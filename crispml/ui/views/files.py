@@ -201,7 +201,7 @@ def _upload(space: FileSpace, folder: str) -> None:
     if done and not errors:
         feedback.done("Uploaded " + ", ".join(done) + ".")
     elif done:
-        st.success("Uploaded " + ", ".join(done) + ".")
+        st.success("Uploaded " + ", ".join(done) + ".", icon=":material/check_circle:")
 
 
 def _new_folder(space: FileSpace, folder: str) -> None:

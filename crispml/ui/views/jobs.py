@@ -103,7 +103,9 @@ def render() -> None:
     )
     if not jobs:
         st.info(
-            "No jobs match." if statuses or kinds or since else "No jobs yet.",
+            "No jobs match: clear the filters to see them all."
+            if statuses or kinds or since
+            else "No jobs yet: train a model on **Modeling**, or run a command above.",
             icon=":material/info:",
         )
         return

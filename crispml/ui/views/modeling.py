@@ -132,7 +132,7 @@ def _runs(project_id: int) -> None:
     user = context.current_user()
     runs = context.services().modeling.all(user.id, project_id)
     if not runs:
-        st.caption("No runs yet.")
+        st.caption("No runs yet: choose an algorithm above and press **Train**.")
         return
     rows = []
     for run in runs:

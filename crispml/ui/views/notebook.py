@@ -9,6 +9,7 @@ import streamlit as st
 from crispml.core.errors import CrispmlError
 from crispml.ui import context
 from crispml.ui.widgets import feedback
+from crispml.ui.widgets.confirm import confirm_button
 
 WARNING = (
     "Code in a notebook runs on the server as the crispml server's own account: it can read "
@@ -43,14 +44,30 @@ def render() -> None:
         if not state.running and row.button("Start", type="primary", icon=":material/play_arrow:"):
             services.notebooks.start(user)
             st.rerun()
-        if state.running and row.button("Stop", icon=":material/stop:"):
-            with st.spinner("Stopping JupyterLab…"):
-                services.notebooks.stop(user)
-            feedback.done("Stopped your JupyterLab; your files stay.")
-        if state.running and row.button("Restart", icon=":material/restart_alt:"):
-            with st.spinner("Restarting JupyterLab…"):
-                services.notebooks.restart(user)
-            st.rerun()
+        ends_kernels = "Its running kernels end (what they hold in memory is lost); files stay."
+        if state.running:
+            stop = confirm_button(
+                "Stop",
+                key="notebook.stop",
+                message=f"Stop your JupyterLab? {ends_kernels}",
+                icon=":material/stop:",
+                place=row,
+            )
+            restart = confirm_button(
+                "Restart",
+                key="notebook.restart",
+                message=f"Restart your JupyterLab? {ends_kernels}",
+                icon=":material/restart_alt:",
+                place=row,
+            )
+            if stop:
+                with st.spinner("Stopping JupyterLab…"):
+                    services.notebooks.stop(user)
+                feedback.done("Stopped your JupyterLab; your files stay.")
+            if restart:
+                with st.spinner("Restarting JupyterLab…"):
+                    services.notebooks.restart(user)
+                feedback.done("Restarted your JupyterLab.")
     except CrispmlError as exc:
         feedback.error(exc)
     if state.upstream is not None:

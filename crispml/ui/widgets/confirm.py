@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 
-def confirm_button(label: str, *, key: str, message: str, disabled: bool = False) -> bool:
-    """True on the run where the user confirmed. ``message`` says what will be lost."""
+def confirm_button(
+    label: str,
+    *,
+    key: str,
+    message: str,
+    disabled: bool = False,
+    icon: str | None = None,
+    place: DeltaGenerator | None = None,
+) -> bool:
+    """True on the run where the user confirmed. ``message`` says what will be lost.
+
+    ``place``: a container for the button alone (a horizontal row of buttons, say); the warning
+    and its Confirm / Cancel then follow in the current container, under the row.
+    """
     pending = f"_crispml.confirm.{key}"
-    if st.button(label, key=f"{key}.ask", disabled=disabled):
+    if (place or st).button(label, key=f"{key}.ask", disabled=disabled, icon=icon):
         st.session_state[pending] = True
     if not st.session_state.get(pending):
         return False

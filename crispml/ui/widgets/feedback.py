@@ -41,6 +41,20 @@ def error(exc: CrispmlError | str) -> None:
     st.error(str(exc), icon=":material/error:")
 
 
+def unexpected(exc: BaseException, what: str = "Something went wrong") -> None:
+    """An unexpected error (a bug, or a model's own failure): a short message with a reference;
+    the traceback goes to the server log under that reference, never to the page."""
+    import logging
+    import secrets
+
+    reference = secrets.token_hex(4)
+    logging.getLogger("crispml.ui").error("%s (reference %s)", what, reference, exc_info=exc)
+    error(
+        f"{what} ({type(exc).__name__}: {exc}). Nothing you entered is lost. If it happens "
+        f"again, give your admin the reference {reference} (it is in the server log)."
+    )
+
+
 def show_queued_error() -> None:
     message = st.session_state.pop(_ERROR_KEY, None)
     if message:

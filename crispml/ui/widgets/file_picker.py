@@ -22,6 +22,7 @@ import streamlit as st
 from crispml.core.errors import CrispmlError
 from crispml.core.files import FileSpace
 from crispml.ui import context
+from crispml.ui.widgets import feedback
 from crispml.ui.workspace import set_value
 
 
@@ -87,7 +88,7 @@ def file_picker(
             space = _space(root_id)
             listing = space.listing(folder, extensions=extensions, page_size=500)
         except CrispmlError as exc:
-            st.error(str(exc))
+            feedback.error(exc)
             st.session_state[nav_key] = f"{root_id}:"
             return None
         crumbs = [("/", "")] + [

@@ -96,7 +96,7 @@ def show(watched: Sequence[Watched], key: str) -> None:
     """The live view of ``watched`` runs: controls, then a fragment that refreshes itself.
     One per page: the controls are the user's, with the same keys everywhere."""
     if not watched:
-        st.caption("No run to show.")
+        st.caption("No run to show: train one on **Modeling**.")
         return
     chosen = options()
     jobs = _jobs(watched)

@@ -97,11 +97,11 @@ def full() -> None:
             except CrispmlError as exc:
                 feedback.error(exc)
             else:
-                st.toast(f"Stopping {labels[chosen]}.")
+                st.toast(f"Stopping {labels[chosen]}.", icon=":material/check_circle:")
     with all_col:
         label = "Stop all jobs" if user.is_admin else "Stop all mine"
         if confirm_button(
             label, key="stop-all", message=f"Stop {len(jobs)} running and queued job(s)?"
         ):
             count = service.stop_all(None if user.is_admin else user.id, actor=user.username)
-            st.toast(f"Stopping {count} job(s).")
+            st.toast(f"Stopping {count} job(s).", icon=":material/check_circle:")

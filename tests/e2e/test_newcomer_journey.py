@@ -1,0 +1,34 @@
+"""An admin walks the newcomer's whole path (tests/e2e/journey.py) in a real browser, on a
+server as the README's first command leaves it plus a second environment."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.journey import Newcomer, walk_the_path
+from tests.helpers import ADMIN_PASSWORD, Server, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def journey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("journey") / "home"
+    server = Server(home, env_extra={"CRISPML_API_PORT": str(free_port())}).start()
+    # What an admin sets up once: a second environment (here: another name for this Python).
+    server.cli("env", "create", "elsewhere", "--interpreter", sys.executable)
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(600)
+def test_the_newcomers_path(journey_server: Server, new_page, tmp_path: Path) -> None:
+    admin = Newcomer(
+        journey_server, new_page, tmp_path, "admin", ADMIN_PASSWORD,
+        "Flowers and shapes", "iris-mlp", "my laptop", "my first model", "journey",
+    )  # fmt: skip
+    walk_the_path(admin)
