@@ -12,6 +12,13 @@ from crispml.store.migrate import upgrade
 from tests.helpers import ADMIN_PASSWORD, Server, create_pg_database, drop_pg_database
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a test marked ``long`` first, so that with ``--dist loadfile`` the two
+    workers start on them and finish together on the many short files."""
+    long_files = {item.path for item in items if item.get_closest_marker("long")}
+    items.sort(key=lambda item: item.path not in long_files)  # stable: the rest keep their order
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same test on a real SQLite file and on the real PostgreSQL server."""

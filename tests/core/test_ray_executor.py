@@ -18,6 +18,7 @@ import pytest
 INNER = Path(__file__).parents[1] / "ray_inside_netns.py"
 
 
+@pytest.mark.long
 @pytest.mark.timeout(300)
 def test_jobs_run_stop_and_keep_their_records_on_a_real_ray_head(tmp_path: Path) -> None:
     assert os.geteuid() == 0, "unshare --net needs root (CI and the dev machines run as root)"

@@ -61,6 +61,7 @@ def admins_work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminsWork
     server.stop()
 
 
+@pytest.mark.long
 @pytest.mark.timeout(600)
 def test_a_colleague_walks_the_same_path_and_finds_only_their_own(
     admins_work: AdminsWork, new_page, tmp_path: Path

@@ -149,7 +149,10 @@ def test_deploy_key_call_try_and_serve(deploy_server: Server, new_page, tmp_path
     page.get_by_role("button", name="Refresh").click()
     settle(page)  # the old run's buttons stay on the page until the rerun has replaced them
     expect(page.get_by_text(re.compile(r"API server \(port \d+\): Running"))).to_be_visible()
-    page.get_by_role("button", name="Stop API server").click()
+    stop = page.get_by_role("button", name="Stop API server")
+    # Streamlit can show the previous run's button (stale) beside the new one for a moment.
+    expect(stop).to_have_count(1)
+    stop.click()
     page.get_by_role("button", name="Confirm").click()
     settle(page)
     deadline = time.monotonic() + 30

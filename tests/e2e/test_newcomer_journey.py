@@ -25,6 +25,7 @@ def journey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     server.stop()
 
 
+@pytest.mark.long
 @pytest.mark.timeout(600)
 def test_the_newcomers_path(journey_server: Server, new_page, tmp_path: Path) -> None:
     admin = Newcomer(

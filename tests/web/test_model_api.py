@@ -451,6 +451,7 @@ def test_only_owners_and_admins_deploy_and_the_cli_deploys(home: tuple[Path, Ser
     assert missing.returncode == 1 and "No model 'nope' version 3" in missing.stderr
 
 
+@pytest.mark.long
 def test_schemathesis_finds_no_server_error(home: tuple[Path, Services], tmp_path: Path) -> None:
     """Property-based requests generated from the OpenAPI document (every operation, valid and
     invalid bodies, forms, files and queries): never a 5xx, and the server keeps serving."""
@@ -476,6 +477,7 @@ def test_schemathesis_finds_no_server_error(home: tuple[Path, Services], tmp_pat
         api.stop()
 
 
+@pytest.mark.long
 def test_a_minute_at_32_clients_has_no_errors_and_no_memory_growth(
     home: tuple[Path, Services],
 ) -> None:
