@@ -286,6 +286,15 @@ def main() -> None:
                       "PYTHONPATH": str(ROOT / "crispml" / "jobside")}  # fmt: skip
         ports = {name: free_port() for name in ("crispml", "mlflow-rf", "mlflow-unet", "flask")}
         forest_row = {"dataframe_records": [IRIS_ROW]}
+
+        def mlflow(model: str) -> Server:
+            port = ports[f"mlflow-{model}"]
+            argv = [str(python.with_name("mlflow")), "models", "serve", "-m",
+                    str(work / "mlflow" / model), "--env-manager", "local", "-h", "127.0.0.1",
+                    "-p", str(port)]  # fmt: skip
+            url = f"http://127.0.0.1:{port}"
+            return Server(argv, url, work / f"mlflow-{model}.log", mlflow_env).wait("/ping")
+
         plans: list[tuple[str, str, Callable[[], Server], Request]] = [
             ("forest", "crispml",
              lambda: Server([sys.executable, "-m", "crispml", "--home", str(work / "home"),
@@ -295,19 +304,8 @@ def main() -> None:
              ("/invocations?model=bench-rf", forest_row, bearer)),
             ("U-Net", "crispml", None,
              ("/predict", {"images": [picture], "Model_path": "bench-unet"}, bearer)),
-            ("forest", "MLflow",
-             lambda: Server([str(python.with_name("mlflow")), "models", "serve", "-m",
-                             str(work / "mlflow" / "rf"), "--env-manager", "local", "-h",
-                             "127.0.0.1", "-p", str(ports["mlflow-rf"])],
-                            f"http://127.0.0.1:{ports['mlflow-rf']}",
-                            work / "mlflow-rf.log", mlflow_env).wait("/ping"),
-             ("/invocations", forest_row, {})),
-            ("U-Net", "MLflow",
-             lambda: Server([str(python.with_name("mlflow")), "models", "serve", "-m",
-                             str(work / "mlflow" / "unet"), "--env-manager", "local", "-h",
-                             "127.0.0.1", "-p", str(ports["mlflow-unet"])],
-                            f"http://127.0.0.1:{ports['mlflow-unet']}",
-                            work / "mlflow-unet.log", mlflow_env).wait("/ping"),
+            ("forest", "MLflow", lambda: mlflow("rf"), ("/invocations", forest_row, {})),
+            ("U-Net", "MLflow", lambda: mlflow("unet"),
              ("/invocations", {"dataframe_records": [{"image": picture}]}, {})),
             ("forest", "Flask (the article's way)",
              lambda: Server([str(python), str(ROOT / "bench" / "flask_server.py"),

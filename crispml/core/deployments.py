@@ -12,8 +12,6 @@ under ``/api/`` whether or not the job runs.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import urllib.error
 import urllib.request
@@ -26,6 +24,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from crispml.core import records
 from crispml.core.audit import AuditLog
 from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
@@ -220,11 +219,7 @@ class ApiServerService:
         return f"http://{shown}:{self.port}"
 
     def _record(self) -> dict[str, Any] | None:
-        try:
-            value = json.loads((self._folder / "server.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return value if isinstance(value, dict) else None
+        return records.read(self._folder / "server.json")
 
     def _answering(self, port: int) -> bool:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -271,9 +266,7 @@ class ApiServerService:
             )
             job = self._jobs.submit(user.id, user.username, spec)
             self._folder.mkdir(parents=True, exist_ok=True)
-            tmp = self._folder / "server.json.tmp"
-            tmp.write_text(json.dumps({"port": self.port, "job": job.id}))
-            os.replace(tmp, self._folder / "server.json")
+            records.write(self._folder / "server.json", {"port": self.port, "job": job.id})
             return self.state()
 
     def stop(self, user: User) -> ServerState:

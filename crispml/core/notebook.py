@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from crispml.core import records
 from crispml.core.auth import User
 from crispml.core.envs.registry import Environment
 from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -111,11 +112,7 @@ class NotebookService:
         return self._root / username
 
     def _record(self, username: str) -> dict[str, Any] | None:
-        try:
-            value = json.loads((self.folder(username) / "server.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return value if isinstance(value, dict) else None
+        return records.read(self.folder(username) / "server.json")
 
     def _server(self, username: str) -> tuple[dict[str, Any], Job] | None:
         """The user's last server: its record and its job (None if none, or its job deleted)."""
@@ -199,7 +196,7 @@ class NotebookService:
         news.mkdir(parents=True, exist_ok=True)  # no "get Jupyter news?" prompt: no internet here
         (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
         config = self._config(user.username, port, token, kernels)
-        _write_private(folder / "config" / "jupyter_server_config.json", config)
+        records.write(folder / "config" / "jupyter_server_config.json", config)
         spec = JobSpec(
             ["python", "-m", "crispml.core.notebook_runner", str(folder)],
             name=f"JupyterLab ({user.username})",
@@ -209,7 +206,7 @@ class NotebookService:
         )
         job = self._jobs.submit(user.id, user.username, spec)
         record = {"port": port, "token": token, "job": job.id, "root": str(self._root_dir(user))}
-        _write_private(folder / "server.json", record)
+        records.write(folder / "server.json", record)
         return self.state(user)
 
     def stop(self, user: User, wait: float = 30.0) -> NotebookState:
@@ -301,14 +298,6 @@ class NotebookService:
                 "extension_manager": "readonly",  # no installing extensions from PyPI
             },
         }
-
-
-def _write_private(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)
 
 
 def parse_ports(text: str) -> tuple[int, int] | None:

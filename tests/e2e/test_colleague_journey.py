@@ -17,11 +17,9 @@ import requests
 from playwright.sync_api import expect
 
 from crispml.core.saved_work import Snapshot
-from crispml.services import bootstrap, build_services
-from crispml.settings import Settings
 from tests.e2e.journey import Newcomer, options, walk_the_path
-from tests.helpers import ADMIN_PASSWORD, USER_PASSWORD, Server, free_port
-from tests.web.test_model_api import IRIS_ROW, wait_finished
+from tests.helpers import USER_PASSWORD, Server, free_port
+from tests.models import IRIS_ROW, admin_home, wait_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -36,11 +34,8 @@ class AdminsWork:
 @pytest.fixture(scope="module")
 def admins_work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminsWork]:
     home = tmp_path_factory.mktemp("colleague") / "home"
-    svc = build_services(Settings(home=home, admin_password=ADMIN_PASSWORD))
-    bootstrap(svc, samples=False)
-    admin = svc.auth.first_admin()
-    project = svc.projects.list(admin.id)[0]
-    iris = svc.modeling.resolve_data(admin, project.id, "sample:iris")
+    svc, admin, project = admin_home(home)
+    iris = svc.modeling.resolve_data(admin, project, "sample:iris")
     run = svc.modeling.start(admin, iris.id, "logistic_regression", {})
     wait_finished(svc, run.id)
     svc.modeling.register(admin, run.id, "admins-iris")

@@ -14,12 +14,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from crispml.core.data.prepare import ImageRecipe
-from crispml.services import bootstrap, build_services
-from crispml.settings import Settings
 from tests.e2e.conftest import choose, log_in, settle, shot, wait_for_shell
-from tests.helpers import ADMIN_PASSWORD, Server, free_port
-from tests.web.test_model_api import IRIS_ROW, wait_finished
+from tests.helpers import Server, free_port
+from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -28,15 +25,8 @@ pytestmark = pytest.mark.e2e
 def deploy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose home has two registered models: iris-lr (rows) and shapes-unet (images)."""
     home = tmp_path_factory.mktemp("deploy") / "home"
-    svc = build_services(Settings(home=home, admin_password=ADMIN_PASSWORD))
-    bootstrap(svc, samples=False)
-    admin = svc.auth.first_admin()
-    project = svc.projects.list(admin.id)[0]
-    iris = svc.modeling.resolve_data(admin, project.id, "sample:iris")
-    raw = svc.datasets.add_sample(admin, project.id, "shapes", seed=5, count=24, size=32)
-    shapes = svc.datasets.prepare_images(
-        admin, raw.id, ImageRecipe(size=32, train=0.75, validation=0.25, test=0)
-    )
+    svc, admin, project = admin_home(home)
+    iris, shapes = iris_and_shapes(svc, admin, project)
     runs = [
         svc.modeling.start(admin, iris.id, "logistic_regression", {}),
         svc.modeling.start(admin, shapes.id, "unet_segmentation", {"epochs": 3}),

@@ -3,6 +3,7 @@ server as the README's first command leaves it plus a second environment."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,3 +34,9 @@ def test_the_newcomers_path(journey_server: Server, new_page, tmp_path: Path) ->
         "Flowers and shapes", "iris-mlp", "my laptop", "my first model", "journey",
     )  # fmt: skip
     walk_the_path(admin)
+
+    # What the path left on the server, as an operator sees it.
+    listed = journey_server.cli("models", "list")
+    assert re.search(r"^iris-mlp\s+1\s.*\byes\b", listed, re.M), listed  # registered, deployed
+    written = journey_server.home / "users" / "admin" / "files" / "admin-classes.txt"
+    assert written.read_text() == "['setosa', 'versicolor', 'virginica']"  # by the notebook

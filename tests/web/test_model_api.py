@@ -23,27 +23,11 @@ import pytest
 import requests
 from PIL import Image
 
-from crispml.core.data.prepare import ImageRecipe
-from crispml.services import Services, bootstrap, build_services
-from crispml.settings import Settings
-from tests.helpers import ADMIN_PASSWORD, free_port
+from crispml.services import Services
+from tests.helpers import free_port
+from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
 
 pytestmark = pytest.mark.server
-
-IRIS_ROW = {"sepal_length_cm": 6.7, "sepal_width_cm": 3.0, "petal_length_cm": 5.2,
-            "petal_width_cm": 2.3}  # fmt: skip
-
-
-def wait_finished(svc: Services, run_id: str, timeout: float = 300) -> None:
-    admin = svc.auth.first_admin()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = svc.modeling.get(admin.id, run_id)
-        if run.finished:
-            assert run.status == "succeeded", svc.jobs.log_tail(svc.jobs.get(admin.id, run_id))
-            return
-        time.sleep(0.3)
-    raise AssertionError("the run did not finish")
 
 
 class Api:
@@ -80,15 +64,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Servi
     trained in another environment (the same Python registered under another name), served by
     a worker process."""
     home = tmp_path_factory.mktemp("api") / "home"
-    svc = build_services(Settings(home=home, admin_password=ADMIN_PASSWORD))
-    bootstrap(svc, samples=False)
-    admin = svc.auth.first_admin()
-    project = svc.projects.list(admin.id)[0]
-    iris = svc.modeling.resolve_data(admin, project.id, "sample:iris")
-    raw = svc.datasets.add_sample(admin, project.id, "shapes", seed=5, count=24, size=32)
-    shapes = svc.datasets.prepare_images(
-        admin, raw.id, ImageRecipe(size=32, train=0.75, validation=0.25, test=0)
-    )
+    svc, admin, project = admin_home(home)
+    iris, shapes = iris_and_shapes(svc, admin, project)
     svc.environments.register_interpreter(admin, "elsewhere", sys.executable)
     runs = [
         svc.modeling.start(admin, iris.id, "logistic_regression", {}),
