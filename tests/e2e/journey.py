@@ -144,7 +144,8 @@ def train_two_and_refresh(me: Newcomer) -> None:
         settle(page)
     expect(me.sidebar.get_by_text("2 jobs active")).to_be_visible(timeout=30_000)
     chart = page.get_by_test_id("stVegaLiteChart").first
-    expect(chart).to_be_visible(timeout=60_000)
+    # The first point needs a job started and torch imported: slow while the suite runs.
+    expect(chart).to_be_visible(timeout=120_000)
     chart.scroll_into_view_if_needed()
     me.step(5, "training")
     if me.username == "admin":

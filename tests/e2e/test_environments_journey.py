@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import log_in, settle, shot, wait_for_shell
+from tests.e2e.conftest import choose, log_in, settle, shot, wait_for_shell
 from tests.helpers import Server
 
 pytestmark = pytest.mark.e2e
@@ -32,8 +34,7 @@ def test_build_a_venv_and_run_a_job_in_it(server: Server, new_page) -> None:
     expect(table).to_contain_text("building")
     expect(table).to_contain_text("healthy", timeout=90_000)  # the system's is "not checked"
     settle(page)
-    page.get_by_test_id("stSelectbox").filter(has_text="Environment details").click()
-    page.get_by_role("option", name="old-packaging (venv)").click()
+    choose(page, "Environment details", re.escape("old-packaging (venv)"))
     expect(page.get_by_text("Healthy when checked at", exact=False)).to_be_visible()
     expect(page.get_by_role("link", name="Build log")).to_be_visible()
     shot(page, "environments")
@@ -48,9 +49,7 @@ def test_build_a_venv_and_run_a_job_in_it(server: Server, new_page) -> None:
     page.get_by_label("Name (optional)").fill("which-packaging")
     page.get_by_label("Name (optional)").press("Enter")
     settle(page)
-    page.get_by_test_id("stSelectbox").filter(has_text="Environment").click()
-    page.get_by_role("option", name="old-packaging").click()
-    settle(page)
+    choose(page, "Environment", "old-packaging")
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_text("Submitted job", exact=False).first).to_be_visible()
     job_id = server.cli("jobs", "list").splitlines()[1].split()[0]
