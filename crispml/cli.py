@@ -300,17 +300,41 @@ def user_enable(username: str) -> None:
         typer.echo(f"Enabled '{username}'.")
 
 
+@user_app.command("code")
+def user_code(
+    username: str,
+    allow: Annotated[
+        bool, typer.Option("--allow/--deny", help="Allow or deny this user running code.")
+    ] = True,
+) -> None:
+    """Allow a user to run code (job commands, JupyterLab), sandboxed as their own OS account."""
+    with _services() as services:
+        services.auth.set_code(username, allow, actor="cli")
+        typer.echo(f"{'Allowed' if allow else 'Denied'} '{username}' running code.")
+
+
 @user_app.command("notebook")
 def user_notebook(
     username: str,
     allow: Annotated[
-        bool, typer.Option("--allow/--deny", help="Allow or deny this user JupyterLab.")
+        bool, typer.Option("--allow/--deny", help="Allow or deny this user running code.")
     ] = True,
 ) -> None:
-    """Allow a user JupyterLab, which runs any code as the server's account (admins always may)."""
+    """The same as ``crispml user code`` (its name before code running was one permission)."""
+    user_code(username, allow)
+
+
+@user_app.command("network")
+def user_network(
+    username: str,
+    allow: Annotated[
+        bool, typer.Option("--allow/--deny", help="Allow or deny this user's code the network.")
+    ] = True,
+) -> None:
+    """Let a user's jobs and notebooks reach the network (off: a loopback of their own only)."""
     with _services() as services:
-        services.auth.set_notebook(username, allow, actor="cli")
-        typer.echo(f"{'Allowed' if allow else 'Denied'} '{username}' notebooks.")
+        services.auth.set_network(username, allow, actor="cli")
+        typer.echo(f"{'Allowed' if allow else 'Denied'} '{username}''s code the network.")
 
 
 # notebook ----------------------------------------------------------------------------------------

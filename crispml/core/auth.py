@@ -49,11 +49,16 @@ class User:
     role: Role
     active: bool
     created_at: datetime
-    notebook: bool = False  # allowed to start a JupyterLab (admins always are)
+    code: bool = False  # may run code: job commands, JupyterLab (admins always may)
+    network: bool = False  # the user's sandboxed processes may reach the network
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def may_run_code(self) -> bool:
+        return self.is_admin or self.code
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,15 @@ def validate_username(username: str) -> str:
 
 def _to_user(row: UserRow) -> User:
     role: Role = "admin" if row.role == "admin" else "user"
-    return User(row.id, row.username, role, row.active, row.created_at, bool(row.notebook))
+    return User(
+        row.id,
+        row.username,
+        role,
+        row.active,
+        row.created_at,
+        bool(row.code),
+        bool(row.network),
+    )
 
 
 class AuthService:
@@ -245,12 +258,20 @@ class AuthService:
                 self._revoke_user_sessions(s, row.id)
             self._audit.add(s, actor, "user.enable" if active else "user.disable", row.username)
 
-    def set_notebook(self, username: str, allowed: bool, *, actor: str) -> None:
-        """Allow or deny a user JupyterLab (any code, run as the server's account)."""
+    def set_code(self, username: str, allowed: bool, *, actor: str) -> None:
+        """Allow or deny a user running code (job commands, JupyterLab), always sandboxed."""
         with self._db.session() as s:
             row = self._user_row(s, username)
-            row.notebook = allowed
-            action = "user.notebook.allow" if allowed else "user.notebook.deny"
+            row.code = allowed
+            action = "user.code.allow" if allowed else "user.code.deny"
+            self._audit.add(s, actor, action, row.username)
+
+    def set_network(self, username: str, allowed: bool, *, actor: str) -> None:
+        """Allow or deny a user's sandboxed processes the network."""
+        with self._db.session() as s:
+            row = self._user_row(s, username)
+            row.network = allowed
+            action = "user.network.allow" if allowed else "user.network.deny"
             self._audit.add(s, actor, action, row.username)
 
     def set_role(self, username: str, role: str, *, actor: str) -> None:

@@ -38,6 +38,10 @@ LIVE = ("starting", "running")
 FINISHED = ("succeeded", "failed", "stopped", "lost")
 KINDS = ("training", "script", "environment build", "notebook server", "api server", "profile")
 SYSTEM_ENV = SYSTEM
+NO_CODE = (
+    "Running code (commands and notebooks) is not enabled for your account: an admin allows it "
+    "on Users and sessions, or with: crispml user code NAME --allow."
+)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from crispml.core import records
 from crispml.core.auth import User
 from crispml.core.envs.registry import Environment
 from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from crispml.core.jobs import Job, JobService, JobSpec
+from crispml.core.jobs import NO_CODE, Job, JobService, JobSpec
 
 KIND = "notebook server"
 JOBSIDE = Path(__file__).resolve().parent.parent / "jobside"
@@ -158,14 +158,11 @@ class NotebookService:
 
     @staticmethod
     def allowed(user: User) -> bool:
-        return user.is_admin or user.notebook
+        return user.may_run_code
 
     def _check(self, user: User) -> None:
         if not self.allowed(user):
-            raise PermissionDenied(
-                "Notebooks run any code as the server's account, so an admin must allow them "
-                "for you (Users and sessions, or: crispml user notebook NAME --allow)."
-            )
+            raise PermissionDenied(NO_CODE)
 
     def start(self, user: User) -> NotebookState:
         self._check(user)

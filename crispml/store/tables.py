@@ -62,8 +62,10 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(default=True)
-    # May start a JupyterLab (which runs any code as the server's account); admins always may.
-    notebook: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # May run code (job commands, JupyterLab), sandboxed as its own OS identity; admins may.
+    code: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The user's sandboxed processes may reach the network (off: loopback of their own only).
+    network: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -187,6 +189,9 @@ class JobRow(Base):
     argv: Mapped[str] = mapped_column(Text)  # JSON list: never a shell string
     env: Mapped[str] = mapped_column(String(100), default="system")
     stdin: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of lines
+    # JSON list of [path, "ro" | "rw"]: what the job's sandbox mounts besides the usual (the
+    # dataset versions and models it was given, read-only; a notebook's folder, read-write).
+    mounts: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     workdir: Mapped[str] = mapped_column(String(1024))
     executor: Mapped[str] = mapped_column(String(16), default="local")
     status: Mapped[str] = mapped_column(String(16))

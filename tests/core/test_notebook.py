@@ -20,14 +20,14 @@ def test_notebooks_are_a_permission_admins_grant(services: Services) -> None:
     services.auth.create_user("nina", "lilac-harbor-93", actor="test")
     nina = services.auth.get_user("nina")
     assert not services.notebooks.allowed(nina)
-    with pytest.raises(PermissionDenied, match="server's account"):
+    with pytest.raises(PermissionDenied, match="crispml user code NAME --allow"):
         services.notebooks.start(nina)
     assert not (services.settings.home / "notebooks" / "nina" / "server.json").exists()
-    services.auth.set_notebook("nina", True, actor="admin")
+    services.auth.set_code("nina", True, actor="admin")
     assert services.notebooks.allowed(services.auth.get_user("nina"))
     assert services.notebooks.allowed(services.auth.first_admin())
     entries = services.audit.recent(10)
-    assert any(e.action == "user.notebook.allow" and e.target == "nina" for e in entries)
+    assert any(e.action == "user.code.allow" and e.target == "nina" for e in entries)
 
 
 def test_no_free_port_is_a_clear_refusal(services: Services) -> None:

@@ -192,16 +192,16 @@ def test_notebooks_need_permission_and_admins_grant_it(app_services: Services) -
     login_as(app_services, "nina", "lilac-harbor-93")
     at = page("notebook").run()
     assert not at.exception
-    assert "not enabled for your account" in at.warning[0].value
-    assert "server's own account" in at.warning[0].value
+    assert "Running code is not enabled for your account" in at.warning[0].value
+    assert "your own OS account" in at.warning[0].value
     assert not at.button  # nothing to start
     login_as(app_services, "admin")
     users = page("admin", "render_users").run()
     users.selectbox(key="admin.manage_user").select("nina").run()
-    users.toggle(key="notebook-nina").set_value(True).run()
+    users.toggle(key="code-nina").set_value(True).run()
     assert not users.exception
-    assert "'nina' may use notebooks." in users.success[0].value
-    assert app_services.auth.get_user("nina").notebook
+    assert "'nina' may run code." in users.success[0].value
+    assert app_services.auth.get_user("nina").code
     login_as(app_services, "nina", "lilac-harbor-93")
     at = page("notebook").run()
     assert [b.label for b in at.button] == ["Start"]

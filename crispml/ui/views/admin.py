@@ -72,15 +72,27 @@ def _manage_user(actor: str) -> None:
             feedback.done(f"Enabled '{name}'.")
         if user.role != "admin":
             allowed = st.toggle(
-                "May use notebooks",
-                value=user.notebook,
-                key=f"notebook-{name}",
-                help="JupyterLab runs any code as the server's account: allow only users you "
-                "would give a shell on the server. Admins always may.",
+                "May run code",
+                value=user.code,
+                key=f"code-{name}",
+                help="Commands on the Jobs page, crispml jobs submit and JupyterLab. Their code "
+                "runs sandboxed, as the user's own OS account. Admins always may.",
             )
-            if allowed != user.notebook:
-                auth.set_notebook(name, allowed, actor=actor)
-                feedback.done(f"'{name}' {'may' if allowed else 'may no longer'} use notebooks.")
+            if allowed != user.code:
+                auth.set_code(name, allowed, actor=actor)
+                feedback.done(f"'{name}' {'may' if allowed else 'may no longer'} run code.")
+            network = st.toggle(
+                "Code may reach the network",
+                value=user.network,
+                key=f"network-{name}",
+                help="Off: the user's jobs and notebooks have only a loopback of their own (no "
+                "internet, no services of this machine).",
+            )
+            if network != user.network:
+                auth.set_network(name, network, actor=actor)
+                feedback.done(
+                    f"'{name}''s code {'may' if network else 'may no longer'} reach the network."
+                )
     with right, st.form(f"reset-{name}", clear_on_submit=True):
         password = st.text_input("New password", type="password")
         if st.form_submit_button("Reset password"):
@@ -137,7 +149,8 @@ def render_users() -> None:
                 "User": u.username,
                 "Role": u.role,
                 "State": "active" if u.active else "disabled",
-                "Notebooks": "yes" if u.is_admin or u.notebook else "no",
+                "Runs code": "yes" if u.may_run_code else "no",
+                "Network": "yes" if u.network else "no",
                 "Created (UTC)": f"{u.created_at:%Y-%m-%d %H:%M}",
             }
             for u in users

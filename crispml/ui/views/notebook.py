@@ -12,9 +12,9 @@ from crispml.ui.widgets import feedback
 from crispml.ui.widgets.confirm import confirm_button
 
 WARNING = (
-    "Code in a notebook runs on the server as the crispml server's own account: it can read "
-    "and change everything that account can, including other users' files. That is why an "
-    "admin must allow notebooks per user."
+    "A notebook runs code, which is a permission an admin grants per user. Your code runs in a "
+    "sandbox as your own OS account: it sees your files and the data you give it, never other "
+    "users' work or the server's."
 )
 
 
@@ -35,7 +35,9 @@ def render() -> None:
     st.caption("Your own JupyterLab, next to your files, data and models, behind the same login.")
     feedback.show_pending()
     if not services.notebooks.allowed(user):
-        st.warning("Notebooks are not enabled for your account. " + WARNING, icon=":material/lock:")
+        st.warning(
+            "Running code is not enabled for your account. " + WARNING, icon=":material/lock:"
+        )
         return
     state = services.notebooks.state(user)
     st.markdown(f"**JupyterLab:** {state.message}")
