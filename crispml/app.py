@@ -4,7 +4,8 @@ Nothing happens at import time. ``create_app`` is called by ``crispml run`` and 
 Middleware order (outermost first):
 1. SecurityHeaders - every response, the login page and refusals included;
 2. RequestCounter  - Prometheus counts of every answer;
-3. AuthGate        - nothing below runs without a login session, except the public paths;
+3. OriginCheck     - WebSockets and writes from another origin are refused, logged in or not;
+4. AuthGate        - nothing below runs without a login session, except the public paths;
 then Streamlit's own middleware and routes, with ours matched first.
 """
 
@@ -30,6 +31,7 @@ from crispml.web.health import Metrics, RequestCounter, health_routes
 from crispml.web.jobs import job_routes
 from crispml.web.jupyter import JupyterProxy
 from crispml.web.login import LoginRoutes
+from crispml.web.origin import OriginCheck
 
 log = logging.getLogger("crispml")
 UI_SCRIPT = Path(__file__).parent / "ui" / "main.py"
@@ -109,6 +111,7 @@ def build_parts(settings: Settings | None = None) -> AppParts:
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(RequestCounter, metrics=metrics),
+        Middleware(OriginCheck, public_url=settings.public_url),
         Middleware(AuthGate, authenticate=services.auth.authenticate),
     ]
     return AppParts(UI_SCRIPT, routes, middleware, lifespan, services)
@@ -129,6 +132,8 @@ def streamlit_config(settings: Settings) -> dict[str, Any]:
         "logger.level": settings.log_level,
         "server.maxUploadSize": settings.max_upload_mb,
     }
+    if settings.public_url:  # behind a proxy that rewrites Host, Streamlit's own WebSocket
+        config["server.corsAllowedOrigins"] = [settings.public_url]  # check must know it too
     if settings.uses_tls:
         config["server.sslCertFile"] = str(settings.ssl_certfile)
         config["server.sslKeyFile"] = str(settings.ssl_keyfile)

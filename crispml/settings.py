@@ -13,6 +13,7 @@ import stat
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -60,6 +61,12 @@ class Settings(BaseSettings):
         default=None, description="TLS certificate (PEM); with ssl_keyfile, serve HTTPS."
     )
     ssl_keyfile: Path | None = Field(default=None, description="TLS private key (PEM).")
+    public_url: str = Field(
+        default="",
+        description="The address browsers use to reach crispml, e.g. https://crispml.example.org "
+        "behind a reverse proxy; WebSockets and form posts from any other origin are refused. "
+        "Empty: the origin each request names (its scheme and Host header).",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Key that signs CSRF tokens. Generated into HOME/secret_key (mode 0600) "
@@ -222,6 +229,29 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < MIN_SECRET_BYTES:
             raise ValueError(f"must have at least {MIN_SECRET_BYTES} characters")
         return value
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _public_url_is_an_origin(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from exc
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                "must be http(s)://host[:port], without a path (crispml is served at /)"
+            )
+        return value.rstrip("/")
 
     @field_validator("log_metric_patterns", mode="after")
     @classmethod

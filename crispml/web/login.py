@@ -1,8 +1,9 @@
 """The login page, login form POST and logout: our own routes, not Streamlit pages.
 
 Security note: the login form is protected against CSRF by a keyed token bound to a per-browser
-nonce cookie (crispml.core.tokens), and by an Origin check. Form bodies are read up to
-``max_form_bytes`` and parsed by us, so an oversized or malformed post gets a readable 4xx page.
+nonce cookie (crispml.core.tokens), and by the Origin check in front of every route
+(crispml.web.origin). Form bodies are read up to ``max_form_bytes`` and parsed by us, so an
+oversized or malformed post gets a readable 4xx page.
 The session cookie is HttpOnly, SameSite=Lax, Secure over HTTPS, and a new token is issued on every
 login. ``next`` only ever redirects within this site.
 """
@@ -99,13 +100,6 @@ async def _read_form(request: Request, limit: int) -> dict[str, str]:
     return {key: values[0] for key, values in fields.items()}
 
 
-def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", "")
-
-
 class LoginRoutes:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -179,9 +173,9 @@ class LoginRoutes:
         username = form.get("username", "")[:64]
         next_path = safe_next(form.get("next"))
         nonce = request.cookies.get(CSRF_COOKIE, "")
-        if not _same_origin(request) or not tokens.verify(
-            self.secret, "login", nonce, form.get("csrf", "")
-        ):
+        # A post from another origin never gets here: crispml.web.origin refuses it (exactly,
+        # port and public_url included).
+        if not tokens.verify(self.secret, "login", nonce, form.get("csrf", "")):
             return self._form(
                 request,
                 message="The login form expired or came from another site. Please try again.",

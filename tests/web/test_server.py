@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import connect
 
 from crispml.core.auth import SESSION_COOKIE
@@ -20,6 +20,8 @@ from tests.helpers import ADMIN_PASSWORD, Server
 
 pytestmark = pytest.mark.server
 PUBLIC = {"/login", "/login/style.css", "/healthz"}
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+REFUSED = "came from another site or address"  # the Origin check's message
 
 
 def concrete(path: str) -> str:
@@ -30,6 +32,17 @@ def served_routes() -> list[tuple[str, str, list[str]]]:
     script = Path(__file__).with_name("list_routes.py")
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
     return [tuple(r) for r in json.loads(out.stdout)]
+
+
+def ws_answer(url: str, headers: dict[str, str]) -> tuple[int, str]:
+    """101 when the WebSocket opened, else the refusal's status and body (0: no HTTP answer)."""
+    try:
+        with connect(url, additional_headers=headers, open_timeout=10):
+            return 101, ""
+    except InvalidStatus as exc:
+        return exc.response.status_code, (exc.response.body or b"").decode(errors="replace")
+    except WebSocketException:
+        return 0, ""
 
 
 def ws_refused(url: str, cookie: str | None = None) -> bool:
@@ -131,9 +144,11 @@ def test_login_without_a_valid_csrf_token_is_refused(server: Server) -> None:
         cross = client.post(
             "/login",
             data={"username": "admin", "password": ADMIN_PASSWORD, "csrf": csrf},
-            headers={"origin": "https://evil.example"},
+            headers={"origin": "https://evil.example", "accept": "text/html"},
         )
-        assert cross.status_code == 400
+        assert cross.status_code == 403
+        assert 'role="alert"' in cross.text and REFUSED in cross.text
+        assert SESSION_COOKIE not in cross.headers.get("set-cookie", "")
 
 
 def test_wrong_password_then_lockout_message(server: Server) -> None:
@@ -388,3 +403,102 @@ def test_parallel_wrong_logins_get_answers_not_errors(server: Server) -> None:
     assert 429 in statuses
     with server.client() as client:
         assert client.get("/healthz").status_code == 200
+
+
+def write_targets() -> list[str]:
+    """Every path the app serves, as a concrete URL, for the methods that may change state; the
+    Origin check runs before routing, so a route's own methods do not matter. Paths no route
+    names fall through to Streamlit. The model API (/api/, API keys, no cookie) is left out."""
+    targets = {
+        concrete(path) + ("/x" if kind == "mount" else "")
+        for kind, path, _ in served_routes()
+        if kind in ("http", "mount")
+    }
+    targets |= {"/", "/modeling", "/_stcore/x"}
+    return sorted(t for t in targets if not t.startswith("/api/"))
+
+
+def foreign_origins(server: Server) -> list[str]:
+    other_port = server.port + 1 if server.port < 65535 else server.port - 1
+    return [
+        f"http://127.0.0.1:{other_port}",  # another port of the same host: the same *site*
+        "null",
+        "https://evil.example",
+        f"https://127.0.0.1:{server.port}",  # another scheme
+        f"http://localhost:{server.port}",  # another host name
+    ]
+
+
+def test_cross_origin_websockets_and_writes_are_refused_on_every_route(server: Server) -> None:
+    ws_paths = [concrete(path) for kind, path, _ in served_routes() if kind == "ws"]
+    assert {"/_stcore/stream", "/jupyter/x/x"} <= set(ws_paths)
+    targets = write_targets()
+    assert {"/login", "/logout", "/jupyter/x/x", "/_stcore/upload_file/x/x"} <= set(targets)
+    with server.client() as client:
+        server.login(client)
+        cookie = f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}"
+        for path in ws_paths:
+            for origin in foreign_origins(server):
+                url = server.url.replace("http", "ws") + path
+                status, body = ws_answer(url, {"Cookie": cookie, "Origin": origin})
+                assert status == 403 and REFUSED in body, (path, origin, status, body)
+        for target in targets:
+            for method in WRITES:
+                for origin in foreign_origins(server):
+                    refused = client.request(method, target, headers={"origin": origin})
+                    assert refused.status_code == 403, (method, target, origin)
+                    assert REFUSED in refused.text  # JSON, or a page for /login and /logout
+                # Without Origin, the Referer tells where a browser's request came from.
+                referer = foreign_origins(server)[0] + "/page"
+                refused = client.request(method, target, headers={"referer": referer})
+                assert refused.status_code == 403, (method, target, "referer")
+        # Nothing above reached a handler: the session is still open (POST /logout was refused).
+        assert client.get("/", headers={"accept": "text/html"}).status_code == 200
+
+
+def test_the_apps_own_origin_passes_the_check(server: Server) -> None:
+    own = {"origin": server.url}
+    with server.client() as anonymous:
+        for target in write_targets():
+            for method in WRITES:
+                for headers in (own, {"referer": server.url + "/modeling"}, {}):
+                    answer = anonymous.request(method, target, headers=headers)
+                    assert REFUSED not in answer.text, (method, target, headers)
+                    if target not in PUBLIC:  # the gate's answer: login required
+                        assert answer.status_code == 401, (method, target, answer.status_code)
+        # The model API is for programs with API keys: no Origin check, its own 401.
+        api = anonymous.post("/api/predict", headers={"origin": "https://evil.example"})
+        assert api.status_code == 401 and REFUSED not in api.text
+    with server.client() as client:
+        client.headers.update(own)
+        assert server.login(client).status_code == 303
+        cookie = f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}"
+        url = server.url.replace("http", "ws") + "/_stcore/stream"
+        assert ws_answer(url, {"Cookie": cookie, "Origin": server.url})[0] == 101
+        assert ws_answer(url, {"Cookie": cookie})[0] == 101  # a program: no Origin
+        _, body = ws_answer(
+            server.url.replace("http", "ws") + "/jupyter/admin/api/kernels/k/channels",
+            {"Cookie": cookie, "Origin": server.url},
+        )
+        assert REFUSED not in body  # the proxy answers (no JupyterLab is running)
+
+
+def test_behind_a_proxy_public_url_is_the_origin(tmp_path: Path) -> None:
+    """A proxy that neither keeps the Host header nor says the scheme: the browser's origin is
+    public_url, not what the request names."""
+    public = "https://crispml.example.org"
+    srv = Server(tmp_path / "home", env_extra={"CRISPML_PUBLIC_URL": public}).start()
+    try:
+        ws_url = srv.url.replace("http", "ws") + "/_stcore/stream"
+        with srv.client() as client:
+            client.headers["origin"] = srv.url
+            refused = srv.login(client)
+            assert refused.status_code == 403 and REFUSED in refused.text
+            client.headers["origin"] = public
+            assert srv.login(client).status_code == 303
+            cookie = f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}"
+            assert ws_answer(ws_url, {"Cookie": cookie, "Origin": public})[0] == 101
+            status, body = ws_answer(ws_url, {"Cookie": cookie, "Origin": srv.url})
+            assert status == 403 and REFUSED in body
+    finally:
+        srv.stop()
