@@ -156,7 +156,7 @@ def serve(
     and MLflow's /invocations), behind API keys."""
     import uvicorn
 
-    from crispml.serving.app import create_api, limit_malloc_arenas, model_api
+    from crispml.serving.app import create_api, limit_malloc_arenas, model_api, server_options
 
     limit_malloc_arenas()
     overrides: dict[str, Any] = {}
@@ -176,7 +176,9 @@ def serve(
                 err=True,
             )
         typer.echo(f"crispml: model API on http://{host}:{port} (docs at /docs)", err=True)
-        uvicorn.run(create_api(api), host=host, port=port, log_level=settings.log_level)
+        uvicorn.run(
+            create_api(api), host=host, port=port, log_level=settings.log_level, **server_options()
+        )
 
 
 # apikey ------------------------------------------------------------------------------------------

@@ -216,6 +216,21 @@ class Settings(BaseSettings):
     api_max_pixels: int = Field(
         default=25_000_000, ge=1, description="Most pixels (width x height) of one image."
     )
+    api_max_image_mb: int = Field(
+        default=20,
+        ge=1,
+        description="Largest image file (one base64 image, or one image in a zip) the model API "
+        "accepts, in MB.",
+    )
+    api_max_decoded_mb: int = Field(
+        default=200,
+        ge=1,
+        description="Most memory one model API request's decoded input may take, in MB: its "
+        "images' pixels, or its JSON's objects (estimated before parsing).",
+    )
+    api_max_json_depth: int = Field(
+        default=32, ge=2, le=500, description="Deepest nesting of a JSON body the model API parses."
+    )
     api_timeout: timedelta = Field(
         default=timedelta(seconds=60), description="Longest a prediction may take (504 after)."
     )

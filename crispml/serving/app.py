@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import io
 import itertools
-import json
 import logging
 import math
 import secrets
 import threading
 import time
-import zipfile
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from crispml.core.apikeys import ApiKey
@@ -39,11 +35,19 @@ from crispml.core.errors import CrispmlError, InvalidInput, NotFound
 from crispml.core.modeling import ModelVersion
 from crispml.services import Services
 from crispml.serving.batching import Batcher, BatchSettings
+from crispml.serving.limits import (
+    ApiLimits,
+    BodyLimit,
+    api_limits,
+    decode_image,
+    decoded_bytes,
+    parse_json,
+    zip_images_json,
+)
 from crispml.serving.models import InProcess, Served, WorkerCrashed, load, png_base64
 
 log = logging.getLogger("crispml.serving")
 
-IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CONFIG_KEYS = (
     "algorithm",
     "Model_path",
@@ -135,25 +139,18 @@ INVOCATIONS_BODY = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class ApiLimits:
-    max_request_bytes: int = 50_000_000
-    max_images: int = 64
-    max_pixels: int = 25_000_000
-    zip_max_entries: int = 1_000
-    zip_max_bytes: int = 200_000_000
-    timeout_s: float = 60.0
+# How long an idle keep-alive connection stays open. uvicorn's default, 5 s, dropped requests:
+# when the server process stalls for longer (a loaded machine, swapping, a pause), the
+# connections that went idle just before have their keep-alive timer fire before their next
+# request, already sent by the client, is read; the server closes them and the clients get
+# "connection reset". 75 s (nginx's default) outlasts such stalls and the idle timeout of common
+# clients and proxies (60 s), so they close idle connections first.
+KEEP_ALIVE_S = 75
 
 
-def api_limits(settings: Any) -> ApiLimits:
-    return ApiLimits(
-        max_request_bytes=settings.api_max_request_mb * 1_000_000,
-        max_images=settings.api_max_images,
-        max_pixels=settings.api_max_pixels,
-        zip_max_entries=settings.zip_max_entries,
-        zip_max_bytes=settings.zip_max_bytes,
-        timeout_s=settings.api_timeout.total_seconds(),
-    )
+def server_options() -> dict[str, Any]:
+    """uvicorn's options for the model API server (``crispml serve``)."""
+    return {"timeout_keep_alive": KEEP_ALIVE_S, "backlog": 2048}
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
@@ -509,7 +506,8 @@ class ModelApi:
         if declared > self.limits.max_request_bytes:
             raise HTTPException(413, self._too_large())
         return await request.form(
-            max_part_size=self.limits.max_request_bytes, max_files=self.limits.max_images + 8
+            max_part_size=min(self.limits.max_request_bytes, self.limits.max_base64_chars + 4096),
+            max_files=self.limits.max_images + 8,
         )
 
     def _too_large(self) -> str:
@@ -518,78 +516,25 @@ class ModelApi:
     # --- decoding ----------------------------------------------------------------------------
 
     def image(self, text: str, index: int, budget: float = math.inf) -> Any:
-        from PIL import Image, UnidentifiedImageError
-
-        if "," in text[:100] and text.startswith("data:"):
-            text = text.split(",", 1)[1]
-        try:
-            raw = base64.b64decode(text.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInput(f"images[{index}] is not valid base64.") from None
-        try:
-            picture = Image.open(io.BytesIO(raw))
-            width, height = picture.size
-            if width * height > budget:
-                raise InvalidInput(
-                    f"The images up to images[{index}] hold more than "
-                    f"{self.limits.max_pixels * 4:,} pixels in all (4 times api_max_pixels)."
-                )
-            if width * height > self.limits.max_pixels:
-                raise InvalidInput(
-                    f"images[{index}] has {width}x{height} pixels, more than the "
-                    f"{self.limits.max_pixels:,} allowed."
-                )
-            picture.load()
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise InvalidInput(
-                f"images[{index}] is not an image crispml can read ({exc})."
-            ) from None
-        return picture.convert("RGB")
+        """A base64 image as RGB, checked before it is decoded (crispml.serving.limits)."""
+        return decode_image(text, index, self.limits, budget)
 
     def images(self, texts: list[str]) -> list[Any]:
-        """Decode a request's images (in a thread, not on the event loop), within the pixel
-        budget of a request: ``max_images`` images can not each be ``max_pixels`` large."""
-        budget = self.limits.max_pixels * 4
+        """Decode a request's images (in a thread, not on the event loop), within the decoded
+        size budget of a request (api_max_decoded_mb), each checked before it is decoded."""
+        budget = self.limits.max_decoded_bytes
         decoded = []
-        for index, text in enumerate(texts):  # sizes are checked before anything is decoded
+        for index, text in enumerate(texts):
             decoded.append(self.image(text, index, budget))
-            budget -= decoded[-1].size[0] * decoded[-1].size[1]
+            budget -= decoded_bytes(decoded[-1])
         return decoded
 
-    def unzip_images(self, data: bytes) -> list[str]:
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-        except zipfile.BadZipFile:
-            raise InvalidInput("The file is not a zip archive.") from None
-        entries = [e for e in archive.infolist() if not e.is_dir()]
-        if len(entries) > self.limits.zip_max_entries:
-            raise InvalidInput(
-                f"The zip has {len(entries)} entries, more than the "
-                f"{self.limits.zip_max_entries} allowed."
-            )
-        found: list[str] = []
-        total = 0
-        for entry in sorted(entries, key=lambda e: e.filename):
-            path = PurePosixPath(entry.filename.replace("\\", "/"))
-            if path.is_absolute() or ".." in path.parts:
-                raise InvalidInput(f"The zip entry '{entry.filename}' points outside the folder.")
-            if path.suffix.lower() not in IMAGE_TYPES or path.name.startswith("."):
-                continue
-            content = bytearray()
-            with archive.open(entry) as f:  # counted as it is unpacked, not as the zip claims
-                while chunk := f.read(1 << 16):
-                    content += chunk
-                    total += len(chunk)
-                    if total > self.limits.zip_max_bytes:
-                        raise InvalidInput(
-                            f"The zip unpacks to more than {self.limits.zip_max_bytes:,} bytes "
-                            f"(at '{entry.filename}')."
-                        )
-            self.image(base64.b64encode(bytes(content)).decode(), len(found))
-            found.append(base64.b64encode(bytes(content)).decode())
-        if not found:
-            raise InvalidInput("The zip holds no image (png, jpg, bmp, gif, webp or tif).")
-        return found
+    def zip_images(self, source: Any) -> bytearray:
+        """A zip's images as the JSON answer of /base64 (crispml.serving.limits)."""
+        return zip_images_json(source, self.limits)
+
+    def json(self, data: bytes, what: str) -> Any:
+        return parse_json(data, what, self.limits)
 
     # --- predictions -------------------------------------------------------------------------
 
@@ -820,6 +765,10 @@ def create_api(api: ModelApi) -> FastAPI:
         description="Registered models behind API keys; the article's protocol and MLflow's.",
         lifespan=lifespan,
     )
+    # The whole body counted as it arrives (chunked too), before any route buffers it.
+    app.add_middleware(
+        BodyLimit, max_bytes=api.limits.max_request_bytes, setting="api_max_request_mb"
+    )
 
     @app.exception_handler(CrispmlError)
     async def _known(_request: Request, exc: CrispmlError) -> JSONResponse:
@@ -886,11 +835,7 @@ def create_api(api: ModelApi) -> FastAPI:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidInput("Send the configuration as a JSON file in the field 'file'.")
-        data = await upload.read()
-        try:
-            config = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise InvalidInput(f"The configuration file is not JSON ({exc}).") from None
+        config = api.json(await upload.read(), "The configuration file")
         if not isinstance(config, dict):
             raise InvalidInput("The configuration must be a JSON object.")
         unknown = sorted(set(config) - set(CONFIG_KEYS))
@@ -908,16 +853,18 @@ def create_api(api: ModelApi) -> FastAPI:
         """The prediction configuration this API key last sent (``{}`` if none)."""
         return api.config_for(await api.key(request))
 
-    @app.post("/base64", openapi_extra=BASE64_BODY, responses=ERRORS)
-    async def to_base64(request: Request) -> list[str]:
+    @app.post("/base64", openapi_extra=BASE64_BODY, responses=ERRORS, response_model=list[str])
+    async def to_base64(request: Request) -> Response:
         """A zip of images (multipart field ``file``): the base64 string of each image."""
         await api.key(request)
         form = await api.form(request)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidInput("Send a zip of images in the field 'file'.")
-        data = await upload.read()
-        return await api.run(api.unzip_images, data)
+        # The upload as Starlette spooled it (to disk past 1 MB), not read into memory; the
+        # answer's bytes are built once, entry by entry.
+        answer = await api.run(api.zip_images, upload.file)
+        return Response(memoryview(answer), media_type="application/json")
 
     @app.post("/predict", openapi_extra=PREDICT_BODY, responses=ERRORS)
     async def predict(request: Request) -> Any:
@@ -929,10 +876,7 @@ def create_api(api: ModelApi) -> FastAPI:
         config = api.config_for(key)
         kind = request.headers.get("content-type", "")
         if kind.startswith("application/json"):
-            try:
-                payload = json.loads((await api.body(request)).decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-                raise InvalidInput(f"The body is not JSON ({exc}).") from None
+            payload = api.json(await api.body(request), "The body")
             rows = _rows(payload)
             if rows is not None:
                 return await _tables(request, key, config, rows, payload)
@@ -986,10 +930,7 @@ def create_api(api: ModelApi) -> FastAPI:
     async def invocations(request: Request) -> Any:
         """MLflow's scoring protocol: dataframe_split, dataframe_records, instances or inputs."""
         key = await api.key(request)
-        try:
-            payload = json.loads((await api.body(request)).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise InvalidInput(f"The body is not JSON ({exc}).") from None
+        payload = api.json(await api.body(request), "The body")
         rows = _rows(payload)
         if rows is None:
             raise InvalidInput(

@@ -515,3 +515,34 @@ def test_a_minute_at_32_clients_has_no_errors_and_no_memory_growth(
     finally:
         stop.set()
         api.stop()
+
+
+def test_a_stall_longer_than_uvicorns_keep_alive_drops_no_request(public: Api) -> None:
+    """The load test's dropped connections: clients keep connections open between requests;
+    when the server stalled for longer than uvicorn's default keep-alive (5 s), the timers of
+    the connections idle since before the stall fired before their next request was read, and
+    those requests were reset. The server's keep-alive now outlasts such a stall."""
+    import concurrent.futures
+    import signal
+
+    url = f"{public.url}/predict?model=iris-lr"
+    sessions = [requests.Session() for _ in range(16)]
+    try:
+        for session in sessions:  # one idle keep-alive connection each
+            assert session.post(url, json=[IRIS_ROW], timeout=30).status_code == 200
+        os.kill(public.proc.pid, signal.SIGSTOP)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(len(sessions)) as pool:
+                sent = [pool.submit(s.post, url, json=[IRIS_ROW], timeout=60) for s in sessions]
+                stalled = time.monotonic()
+                # The stall is the experiment: longer than uvicorn's default keep-alive.
+                while time.monotonic() - stalled < 6.5:
+                    time.sleep(0.1)
+                os.kill(public.proc.pid, signal.SIGCONT)
+                answers = [future.result() for future in sent]  # a reset would raise here
+        finally:
+            os.kill(public.proc.pid, signal.SIGCONT)
+        assert [a.status_code for a in answers] == [200] * len(sessions)
+    finally:
+        for session in sessions:
+            session.close()
