@@ -71,6 +71,7 @@ def build_services(settings: Settings) -> Services:
         session_idle_timeout=settings.session_idle_timeout,
         session_lifetime=settings.session_lifetime,
         lockout_threshold=settings.lockout_threshold,
+        lockout_address_threshold=settings.lockout_address_threshold,
         lockout_window=settings.lockout_window,
         lockout_duration=settings.lockout_duration,
         password_min_length=settings.password_min_length,

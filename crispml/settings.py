@@ -7,15 +7,28 @@ Every field is documented in docs/reference.md; ``tests/test_docs.py`` fails whe
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import re
 import secrets
 import stat
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,6 +41,51 @@ from crispml.core.log_patterns import DEFAULT_LOG_PATTERNS, compile_patterns
 ENV_PREFIX = "CRISPML_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MIN_SECRET_BYTES = 32
+DURATION_FORMS = (
+    "seconds (900 or 0.5), a number with a unit s, m, h or d (30s, 15m, 8h, 7d), "
+    "or ISO 8601 (PT15M)"
+)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.IGNORECASE)
+_ISO_OR_CLOCK = TypeAdapter(timedelta)
+
+
+def parse_duration(value: Any, setting: str = "") -> timedelta:
+    """A positive duration from seconds (a number or a numeric string), ``15m``-style text, or
+    ISO 8601 (``PT15M``; also pydantic's ``HH:MM:SS``). The error names the setting and the forms.
+    """
+    name = f"'{setting}'" if setting else "a duration"
+    problem = f"{value!r} is not a duration"
+    result: timedelta | None = None
+    try:
+        if isinstance(value, timedelta):
+            result = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if math.isfinite(value):
+                result = timedelta(seconds=value)
+        elif isinstance(value, str):
+            text = value.strip()
+            match = _DURATION_RE.fullmatch(text)
+            if match:
+                result = timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2].lower()])
+            elif text:
+                result = _ISO_OR_CLOCK.validate_python(text)
+    except (ValidationError, OverflowError, ValueError):
+        result = None
+    if result is not None and result <= timedelta(0):
+        problem = f"{value!r} is not more than zero"
+        result = None
+    if result is None:
+        raise ValueError(f"{problem}: give {name} as {DURATION_FORMS}")
+    return result
+
+
+def _duration_setting(value: Any, info: ValidationInfo) -> timedelta:
+    return parse_duration(value, info.field_name or "")
+
+
+# Every duration setting: parsed by parse_duration from the TOML, the environment and flags.
+Duration = Annotated[timedelta, BeforeValidator(_duration_setting)]
 
 
 class SharedRoot(BaseModel):
@@ -87,22 +145,38 @@ class Settings(BaseSettings):
         default=True,
         description="Put the iris and shapes samples in the demo project on first start.",
     )
-    session_idle_timeout: timedelta = Field(
+    session_idle_timeout: Duration = Field(
         default=timedelta(hours=8),
-        description="A login session ends after this long without a request (seconds or ISO 8601).",
+        description="A login session ends after this long without a request.",
     )
-    session_lifetime: timedelta = Field(
+    session_lifetime: Duration = Field(
         default=timedelta(days=7),
         description="A login session ends this long after login, active or not.",
     )
     lockout_threshold: int = Field(
-        default=5, ge=1, description="Failed logins within lockout_window that lock an account."
+        default=5,
+        ge=1,
+        description="Failed logins for one account within lockout_window that lock it for the "
+        "clients that failed (a client that has not failed may still log in).",
     )
-    lockout_window: timedelta = Field(
+    lockout_address_threshold: int = Field(
+        default=20,
+        ge=1,
+        description="Failed logins from one client address (for any accounts) within "
+        "lockout_window that lock that address out.",
+    )
+    lockout_window: Duration = Field(
         default=timedelta(minutes=15), description="Window in which failed logins are counted."
     )
-    lockout_duration: timedelta = Field(
-        default=timedelta(minutes=15), description="How long a locked account refuses logins."
+    lockout_duration: Duration = Field(
+        default=timedelta(minutes=15),
+        description="How long a locked account or address refuses logins.",
+    )
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="Reverse proxies (IP addresses or networks such as 10.0.0.0/24) whose "
+        "X-Forwarded-For header names the client's address for login throttling; empty: the "
+        "connection's address.",
     )
     password_min_length: int = Field(
         default=8, ge=8, le=64, description="Shortest password accepted (at least 8)."
@@ -159,7 +233,7 @@ class Settings(BaseSettings):
         description="Folders or URLs where uv also looks for packages when building "
         "environments; empty: pip's own find-links (PIP_FIND_LINKS or pip.conf).",
     )
-    notebook_idle_timeout: timedelta = Field(
+    notebook_idle_timeout: Duration = Field(
         default=timedelta(hours=1),
         description="A user's JupyterLab shuts down after this long without activity; its "
         "kernels are stopped after being idle this long.",
@@ -231,7 +305,7 @@ class Settings(BaseSettings):
     api_max_json_depth: int = Field(
         default=32, ge=2, le=500, description="Deepest nesting of a JSON body the model API parses."
     )
-    api_timeout: timedelta = Field(
+    api_timeout: Duration = Field(
         default=timedelta(seconds=60), description="Longest a prediction may take (504 after)."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -273,6 +347,19 @@ class Settings(BaseSettings):
     def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         compile_patterns(value)  # a ValueError names the pattern
         return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _proxy_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        networks = []
+        for item in value:
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+                ) from None
+        return tuple(networks)
 
     @field_validator("home", mode="after")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -101,3 +102,101 @@ def test_concurrent_first_starts_share_one_whole_key(tmp_path: Path) -> None:
 def test_short_configured_secret_is_refused() -> None:
     with pytest.raises(ValidationError, match="at least 32"):
         Settings(secret_key="too-short")
+
+
+DURATION_FIELDS = [
+    name for name, field in Settings.model_fields.items() if field.annotation is timedelta
+]
+
+
+def test_every_duration_setting_is_found() -> None:
+    assert {"session_idle_timeout", "lockout_window", "api_timeout"} <= set(DURATION_FIELDS)
+
+
+@pytest.mark.parametrize("name", DURATION_FIELDS)
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [
+        ("900", 900),
+        ("90.5", 90.5),
+        (" 30s", 30),
+        ("15m", 900),
+        ("8h", 28_800),
+        ("7d", 604_800),
+        ("2 H", 7200),
+        ("PT15M", 900),
+        ("P1DT2H", 93_600),
+        ("01:00:00", 3600),
+    ],
+)
+def test_durations_take_seconds_units_or_iso_8601_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, given: str, seconds: float
+) -> None:
+    monkeypatch.setenv(f"CRISPML_{name.upper()}", given)
+    assert getattr(load_settings(home=tmp_path), name) == timedelta(seconds=seconds)
+
+
+def test_durations_from_the_toml_file_and_flags(tmp_path: Path) -> None:
+    (tmp_path / "crispml.toml").write_text(
+        'session_idle_timeout = 900\nlockout_window = 90.5\nlockout_duration = "20m"\n'
+        'api_timeout = "PT2M"\n'
+    )
+    s = load_settings(home=tmp_path)
+    assert s.session_idle_timeout == timedelta(minutes=15)
+    assert s.lockout_window == timedelta(seconds=90.5)
+    assert s.lockout_duration == timedelta(minutes=20)
+    assert s.api_timeout == timedelta(minutes=2)
+    # A flag is a string or a number, as typer gives it.
+    assert load_settings(home=tmp_path, session_lifetime="12h").session_lifetime == timedelta(
+        hours=12
+    )
+    assert load_settings(home=tmp_path, session_lifetime=60).session_lifetime == timedelta(
+        minutes=1
+    )
+
+
+@pytest.mark.parametrize("given", ["15x", "", "m", "-5", "0", "0s", "1e3", "inf", "nan", "-PT5M"])
+def test_bad_durations_name_the_setting_and_the_accepted_forms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv("CRISPML_SESSION_IDLE_TIMEOUT", given)
+    with pytest.raises(ValidationError) as refused:
+        load_settings(home=tmp_path)
+    message = str(refused.value)
+    assert "give 'session_idle_timeout' as seconds (900 or 0.5)" in message
+    assert "(30s, 15m, 8h, 7d)" in message and "ISO 8601 (PT15M)" in message
+
+
+@pytest.mark.parametrize("given", ["true", "[1]"])
+def test_durations_of_other_types_are_refused(tmp_path: Path, given: str) -> None:
+    (tmp_path / "crispml.toml").write_text(f"api_timeout = {given}\n")
+    with pytest.raises(ValidationError, match="give 'api_timeout' as seconds"):
+        load_settings(home=tmp_path)
+
+
+def test_a_bad_duration_from_the_cli_is_one_readable_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRISPML_")}
+    env["CRISPML_LOCKOUT_WINDOW"] = "15 minutes"
+    proc = subprocess.run(
+        [sys.executable, "-m", "crispml", "--home", str(tmp_path), "user", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert "Error: setting 'lockout_window': Value error, '15 minutes' is not a duration" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
+    (tmp_path / "crispml.toml").write_text('trusted_proxies = ["10.0.0.5", "10.1.0.0/16"]\n')
+    assert load_settings(home=tmp_path).trusted_proxies == ("10.0.0.5/32", "10.1.0.0/16")
+    assert load_settings(home=tmp_path / "none").trusted_proxies == ()
+    with pytest.raises(ValidationError, match=r"'proxy\.example' is not an IP address or network"):
+        Settings(trusted_proxies=["proxy.example"])

@@ -7,13 +7,16 @@ Security notes (docs/security.md has the full model):
   SHA-256, so a leaked database does not yield usable cookies. Sessions end on logout, after an
   idle timeout, after an absolute lifetime, when revoked by an admin, and when the user is disabled
   or their password is reset.
-- Failed logins are counted per user name in the database (known or unknown names alike), so a
-  lockout survives restarts and is shared by all web replicas.
+- Failed logins are counted in the database per account (known or unknown names alike), per
+  client address, and per account and address together, so a lockout survives restarts and is
+  shared by all web replicas. A locked address is refused; a locked account is refused only to
+  clients that have themselves failed on it, so an attacker cannot lock its owner out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 import secrets
@@ -37,9 +40,20 @@ from crispml.store.upsert import upsert
 Role = Literal["admin", "user"]
 ROLES: tuple[Role, ...] = ("admin", "user")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-# How often "last seen" is written back; idle expiry is exact to within this interval.
-TOUCH_INTERVAL = timedelta(seconds=60)
+# "Last seen" is written back at most this often (less for short idle timeouts): see touch_interval.
+MAX_TOUCH_INTERVAL = timedelta(seconds=60)
 INVALID_LOGIN = "Invalid user name or password."
+# The other half of the key of an account's own throttle row (address) or an address's (username).
+ANY = "*"
+
+
+def touch_interval(idle_timeout: timedelta) -> timedelta:
+    """How stale "last seen" may get: a tenth of the idle timeout, at most a minute.
+
+    The idle check allows this much on top of the timeout, so a session used within the timeout
+    never ends; one left alone ends between the timeout and the timeout plus this interval.
+    """
+    return min(MAX_TOUCH_INTERVAL, idle_timeout / 10)
 
 
 @dataclass(frozen=True)
@@ -91,10 +105,33 @@ class SessionInfo:
 class AuthPolicy:
     session_idle_timeout: timedelta = timedelta(hours=8)
     session_lifetime: timedelta = timedelta(days=7)
-    lockout_threshold: int = 5
+    lockout_threshold: int = 5  # per account, and per account and client address
     lockout_window: timedelta = timedelta(minutes=15)
     lockout_duration: timedelta = timedelta(minutes=15)
     password_min_length: int = 8
+    lockout_address_threshold: int = 20  # per client address, whatever the accounts
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """A locked account (address '*') or client address (username '*'), or one address's lock
+    on one account."""
+
+    username: str
+    address: str
+    failures: int
+    locked_until: datetime
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """Failures counted by _begin_attempt, this attempt included."""
+
+    name: str
+    address: str
+    account: int
+    pair: int
+    from_address: int
 
 
 class LoginFailed(Exception):
@@ -156,6 +193,10 @@ class AuthService:
         self.policy = policy or AuthPolicy()
         self._clock = clock
         self._verify_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+        self._touch_interval = touch_interval(self.policy.session_idle_timeout)
+        # A session is idle once "last seen" is older than this (the timeout plus the staleness
+        # "last seen" may have), so one used within the timeout never ends.
+        self._idle_allowance = self.policy.session_idle_timeout + self._touch_interval
 
     # Users -------------------------------------------------------------------------------------
 
@@ -226,19 +267,22 @@ class AuthService:
     ) -> None:
         """A user changes their own password; their other sessions end, this one stays."""
         name = normalize_username(username)
+        with self._db.session() as s:
+            here = s.get(LoginSessionRow, keep_session_id)
+            address = here.ip if here is not None else ""
         try:
-            failures = self._begin_attempt(name, current)
+            attempt = self._begin_attempt(name, address, current)
             with self._db.session() as s:
                 stored = self._user_row(s, name).password_hash
             if not self._verify(stored, current):
-                self._fail_attempt(name, failures, "")
+                self._fail_attempt(attempt)
         except LoginFailed as exc:
             message = str(exc)
             wrong = "The current password is not right."
             raise InvalidInput(wrong if message == INVALID_LOGIN else message) from None
         with self._db.session() as s:
             row = self._user_row(s, name)
-            s.execute(delete(LoginThrottleRow).where(LoginThrottleRow.username == name))
+            self._forget_attempt(s, attempt)
             passwords.check_policy(
                 new, username=row.username, min_length=self.policy.password_min_length
             )
@@ -290,25 +334,26 @@ class AuthService:
     ) -> NewSession:
         """Check credentials and open a session, or raise LoginFailed with the page's message.
 
-        The attempt is counted before the password is checked, in one atomic statement, so
-        parallel guesses cannot slip past the lockout.
+        ``ip`` is the client's address: failures are counted per account, per address and per
+        both (see _begin_attempt). The attempt is counted before the password is checked, in one
+        atomic statement, so parallel guesses cannot slip past the lockout.
         """
         name = normalize_username(username)
         if not USERNAME_RE.fullmatch(name):  # can never be an account: no database work
             self._verify(None, password)
             raise LoginFailed(INVALID_LOGIN)
-        failures = self._begin_attempt(name, password)
+        attempt = self._begin_attempt(name, ip, password)
         with self._db.session() as s:
             row = s.scalar(select(UserRow).where(UserRow.username == name))
             password_hash = row.password_hash if row else None
         if not self._verify(password_hash, password) or row is None:
-            self._fail_attempt(name, failures, ip)
+            self._fail_attempt(attempt)
         if not row.active:
             self._audit.record(name, "login.disabled", detail=f"ip={ip}")
             raise LoginFailed("This account is disabled. Ask an administrator.")
         now = self._clock()
         with self._db.session() as s:
-            s.execute(delete(LoginThrottleRow).where(LoginThrottleRow.username == name))
+            self._forget_attempt(s, attempt)
             user_row = s.get(UserRow, row.id)
             if user_row is not None and passwords.needs_rehash(user_row.password_hash):
                 user_row.password_hash = passwords.hash_password(password)
@@ -345,10 +390,10 @@ class AuthService:
                 session_row.revoked_at is not None
                 or not user_row.active
                 or now >= session_row.expires_at
-                or now >= session_row.last_seen_at + self.policy.session_idle_timeout
+                or now >= session_row.last_seen_at + self._idle_allowance
             ):
                 return None
-            if now - session_row.last_seen_at >= TOUCH_INTERVAL:
+            if now - session_row.last_seen_at >= self._touch_interval:
                 session_row.last_seen_at = now
             return AuthSession(session_row.id, _to_user(user_row))
 
@@ -373,7 +418,7 @@ class AuthService:
             .where(
                 LoginSessionRow.revoked_at.is_(None),
                 LoginSessionRow.expires_at > now,
-                LoginSessionRow.last_seen_at > now - self.policy.session_idle_timeout,
+                LoginSessionRow.last_seen_at > now - self._idle_allowance,
             )
             .order_by(LoginSessionRow.id.desc())
         )
@@ -386,7 +431,7 @@ class AuthService:
                     name,
                     r.created_at,
                     r.last_seen_at,
-                    min(r.expires_at, r.last_seen_at + self.policy.session_idle_timeout),
+                    min(r.expires_at, r.last_seen_at + self._idle_allowance),
                     r.ip,
                     r.user_agent,
                 )
@@ -412,11 +457,50 @@ class AuthService:
                     select(func.count(LoginSessionRow.id)).where(
                         LoginSessionRow.revoked_at.is_(None),
                         LoginSessionRow.expires_at > now,
-                        LoginSessionRow.last_seen_at > now - self.policy.session_idle_timeout,
+                        LoginSessionRow.last_seen_at > now - self._idle_allowance,
                     )
                 )
                 or 0
             )
+
+    # Lockouts ---------------------------------------------------------------------------------
+
+    def list_lockouts(self) -> list[Lockout]:
+        """What is locked now: accounts (address '*'), client addresses (username '*'), and
+        addresses locked out of one account; soonest to end first."""
+        now = self._clock()
+        query = (
+            select(LoginThrottleRow)
+            .where(LoginThrottleRow.locked_until > now)
+            .order_by(LoginThrottleRow.locked_until, LoginThrottleRow.username)
+        )
+        with self._db.session() as s:
+            return [
+                Lockout(r.username, r.address, r.failures, r.locked_until)
+                for r in s.scalars(query)
+                if r.locked_until is not None
+            ]
+
+    def unlock(self, target: str, *, actor: str) -> int:
+        """Clear the failed logins and locks of an account (a user name) or of a client address
+        (an IP address; for IPv6, its /64), on every account. For admins: ``crispml user
+        unlock``. Returns how many records were removed; 0 means nothing was counted."""
+        text = target.strip()
+        if not text or text == ANY:
+            raise InvalidInput("Give a user name or a client IP address to unlock.")
+        try:
+            address = ipaddress.ip_network(text, strict=False).network_address
+            column, key = LoginThrottleRow.address, client_key(str(address))
+        except ValueError:
+            column, key = LoginThrottleRow.username, normalize_username(text)
+        with self._db.session() as s:
+            removed = int(
+                s.scalar(select(func.count()).select_from(LoginThrottleRow).where(column == key))
+                or 0
+            )
+            s.execute(delete(LoginThrottleRow).where(column == key))
+            self._audit.add(s, actor, "login.unlock", key, f"records={removed}")
+        return removed
 
     # Internals --------------------------------------------------------------------------------
 
@@ -459,24 +543,48 @@ class AuthService:
         with self._verify_slots:
             return passwords.verify_password(password_hash, password)
 
-    def _begin_attempt(self, name: str, password: str) -> int:
-        """Count an attempt for ``name`` atomically and return the count in the window.
+    def _begin_attempt(self, name: str, ip: str, password: str) -> _Attempt:
+        """Count an attempt on ``name`` from ``ip`` atomically, before the password is checked.
 
-        Refuses (LoginFailed) while the name is locked out, or when attempts already in flight
-        have used up the allowance.
+        Refuses (LoginFailed) when this client may not try now:
+        - its address is locked (lockout_address_threshold failures from it, any accounts);
+        - its address is locked for this account (lockout_threshold failures from it on it);
+        - the account is locked (lockout_threshold failures from anywhere) and this client has
+          tried it before in the window. A client that has not may still try once, so an
+          attacker cannot lock the owner out.
+        Attempts in flight count as failures until they succeed, so parallel guesses cannot slip
+        past a threshold; a refused attempt is not counted.
         """
+        address = client_key(ip)
         now = self._clock()
         table = LoginThrottleRow.__table__
+        keys = [(name, ANY), (name, address)]
+        if address:  # an unknown address is no one's in particular: never locked as a whole
+            keys.append((ANY, address))
+        # A row starts over when its lock has ended, or when unlocked and its window has passed.
         reset = or_(
-            table.c.window_start <= now - self.policy.lockout_window,
+            and_(
+                table.c.locked_until.is_(None),
+                table.c.window_start <= now - self.policy.lockout_window,
+            ),
             and_(table.c.locked_until.is_not(None), table.c.locked_until <= now),
         )
+        refusals: list[tuple[datetime, bool]] = []
         with self._db.session() as s:
-            ((failures, locked_until),) = upsert(
+            returned = upsert(
                 s,
                 table,
-                [{"username": name, "failures": 1, "window_start": now, "locked_until": None}],
-                keys=["username"],
+                [
+                    {
+                        "username": u,
+                        "address": a,
+                        "failures": 1,
+                        "window_start": now,
+                        "locked_until": None,
+                    }
+                    for u, a in keys
+                ],
+                keys=["username", "address"],
                 update={
                     "failures": case((reset, 1), else_=table.c.failures + 1),
                     "window_start": case(
@@ -484,35 +592,84 @@ class AuthService:
                     ),
                     "locked_until": case((reset, None), else_=table.c.locked_until),
                 },
-                returning=["failures", "locked_until"],
+                returning=["username", "address", "failures", "locked_until"],
             )
-            if locked_until is None and failures > self.policy.lockout_threshold:
-                locked_until = now + self.policy.lockout_duration
+            counts = {(u, a): (int(f), _utc(until)) for u, a, f, until in returned}
+            account, pair = counts[(name, ANY)], counts[(name, address)]
+            from_address = counts.get((ANY, address), (0, None))
+            # Each row, its counts, and how many attempts in flight it allows (None: no limit).
+            limits: list[tuple[tuple[str, str], tuple[int, datetime | None], int | None]] = [
+                ((name, address), pair, self.policy.lockout_threshold)
+            ]
+            if address:
+                # Only a lock refuses here, not attempts in flight: many people behind one
+                # address logging in at once are not an attack. Guesses at many accounts at
+                # once overshoot the threshold by at most the server's concurrency.
+                limits.append(((ANY, address), from_address, None))
+            if pair[0] > 1:  # this client has tried this account before: the account's lock
+                limits.append(((name, ANY), account, self.policy.lockout_threshold))
+            for (u, a), (failures, until), limit in limits:
+                if until is None and limit is not None and failures > limit:
+                    until = now + self.policy.lockout_duration
+                    s.execute(
+                        update(LoginThrottleRow)
+                        .where(
+                            LoginThrottleRow.username == u,
+                            LoginThrottleRow.address == a,
+                            LoginThrottleRow.locked_until.is_(None),
+                        )
+                        .values(locked_until=until)
+                    )
+                if until is not None:
+                    refusals.append((until, u == ANY))
+            if refusals:  # refused unchecked: not a failure (the address's count stays fair)
                 s.execute(
                     update(LoginThrottleRow)
-                    .where(LoginThrottleRow.username == name)
-                    .values(locked_until=locked_until)
+                    .where(
+                        or_(
+                            *(
+                                and_(LoginThrottleRow.username == u, LoginThrottleRow.address == a)
+                                for u, a in keys
+                            )
+                        ),
+                        LoginThrottleRow.failures > 0,
+                    )
+                    .values(failures=LoginThrottleRow.failures - 1)
                 )
-        if locked_until is not None:
-            if locked_until.tzinfo is None:  # RETURNING bypasses the UTC column type
-                locked_until = locked_until.replace(tzinfo=UTC)
+        if refusals:
             self._verify(None, password)  # the same work as a real attempt
-            raise LoginFailed(self._locked_message(locked_until), locked_until)
-        return int(failures)
+            until, by_address = max(refusals)
+            raise LoginFailed(self._locked_message(until, by_address), until)
+        return _Attempt(name, address, account[0], pair[0], from_address[0])
 
-    def _fail_attempt(self, name: str, failures: int, ip: str) -> NoReturn:
-        """The attempt counted by _begin_attempt failed: lock the name if it was the last one."""
+    def _fail_attempt(self, attempt: _Attempt) -> NoReturn:
+        """The attempt counted by _begin_attempt failed: lock what reached its threshold."""
         now = self._clock()
-        locked_until = None
+        name, address = attempt.name, attempt.address
+        limits = [
+            ((name, address), attempt.pair, self.policy.lockout_threshold),
+            # This client has now failed on the account, so the account's lock is its too.
+            ((name, ANY), attempt.account, self.policy.lockout_threshold),
+        ]
+        if address:
+            limits.append(
+                ((ANY, address), attempt.from_address, self.policy.lockout_address_threshold)
+            )
+        locks: list[tuple[datetime, bool]] = []
         with self._db.session() as s:
-            if failures >= self.policy.lockout_threshold:
-                locked_until = now + self.policy.lockout_duration
+            for (u, a), failures, limit in limits:
+                if failures < limit:
+                    continue
+                where = (LoginThrottleRow.username == u, LoginThrottleRow.address == a)
                 s.execute(
                     update(LoginThrottleRow)
-                    .where(LoginThrottleRow.username == name)
-                    .values(locked_until=locked_until)
+                    .where(*where, LoginThrottleRow.locked_until.is_(None))
+                    .values(locked_until=now + self.policy.lockout_duration)
                 )
-            # Forget names whose window has passed, so made-up names cannot fill the table.
+                until = s.scalar(select(LoginThrottleRow.locked_until).where(*where))
+                if until is not None:
+                    locks.append((until, u == ANY))
+            # Forget rows whose window has passed, so made-up names cannot fill the table.
             s.execute(
                 delete(LoginThrottleRow).where(
                     LoginThrottleRow.window_start < now - self.policy.lockout_window,
@@ -522,17 +679,63 @@ class AuthService:
                     ),
                 )
             )
-            self._audit.add(s, name, "login.failed", detail=f"ip={ip}")
-        if locked_until is not None:
-            raise LoginFailed(self._locked_message(locked_until), locked_until)
+            self._audit.add(s, name, "login.failed", detail=f"ip={address}")
+        if locks:
+            until, by_address = max(locks)
+            raise LoginFailed(self._locked_message(until, by_address), until)
         raise LoginFailed(INVALID_LOGIN)
 
-    def _locked_message(self, until: datetime) -> str:
+    def _forget_attempt(self, s: Session, attempt: _Attempt) -> None:
+        """The attempt succeeded: the account and this client start afresh on it; the address
+        keeps its other failures (a login to one's own account does not excuse guessing)."""
+        s.execute(
+            delete(LoginThrottleRow).where(
+                LoginThrottleRow.username == attempt.name,
+                LoginThrottleRow.address.in_([ANY, attempt.address]),
+            )
+        )
+        if attempt.address:
+            s.execute(
+                update(LoginThrottleRow)
+                .where(
+                    LoginThrottleRow.username == ANY,
+                    LoginThrottleRow.address == attempt.address,
+                    LoginThrottleRow.failures > 0,
+                )
+                .values(failures=LoginThrottleRow.failures - 1)
+            )
+
+    def _locked_message(self, until: datetime, by_address: bool = False) -> str:
         minutes = max(1, round((until - self._clock()).total_seconds() / 60))
+        source = " from your network address" if by_address else ""
         return (
-            "Too many failed attempts. Try again after "
+            f"Too many failed attempts{source}. Try again after "
             f"{until:%H:%M} UTC (in about {minutes} minute{'s' if minutes != 1 else ''})."
         )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """RETURNING bypasses the UTC column type: naive values are UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def client_key(ip: str) -> str:
+    """The address failed logins are counted under: an IPv4 address, or an IPv6 client's /64
+    network (one subscriber's usual allocation, so a client cannot dodge the count by changing
+    addresses within it). Anything else is kept as given; '' is unknown."""
+    text = ip.strip()
+    try:
+        parsed = ipaddress.ip_address(text)
+    except ValueError:
+        return text[:64]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        if not parsed.is_loopback:
+            return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 SESSION_COOKIE = "crispml_session"

@@ -85,11 +85,13 @@ class LoginSessionRow(Base):
 
 
 class LoginThrottleRow(Base):
-    """Failed logins per user name (known or not), so lockout survives restarts."""
+    """Failed logins, so lockout survives restarts and is shared by replicas. One row per account
+    (address '*'), per client address (username '*') and per account and address together."""
 
     __tablename__ = "login_throttle"
 
     username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True, server_default="*")
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -5,12 +5,15 @@ nonce cookie (crispml.core.tokens), and by the Origin check in front of every ro
 (crispml.web.origin). Form bodies are read up to ``max_form_bytes`` and parsed by us, so an
 oversized or malformed post gets a readable 4xx page.
 The session cookie is HttpOnly, SameSite=Lax, Secure over HTTPS, and a new token is issued on every
-login. ``next`` only ever redirects within this site.
+login. ``next`` only ever redirects within this site. Failed logins are throttled per client
+address: the connection's, or X-Forwarded-For's only from a proxy listed in ``trusted_proxies``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from collections.abc import Sequence
 from html import escape
 from importlib import resources
 from urllib.parse import parse_qs, quote, urlsplit
@@ -51,6 +54,44 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or parts.path in ("/login", "/logout"):
         return "/"
     return target
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ip(text: str) -> str | None:
+    """``text`` as a canonical IP address (a port, as some proxies add, dropped), else None."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":")[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def client_address(request: Request, trusted_proxies: Sequence[Network]) -> str:
+    """The client's IP address, for login throttling and the sessions list.
+
+    The connection's address, unless that is a trusted proxy: then X-Forwarded-For is read
+    from the right (the entries proxies appended), skipping trusted proxies, and the first other
+    entry is the client. What a client wrote into the header itself lies further left.
+    """
+    peer = request.client.host if request.client else ""
+
+    def trusted(text: str) -> bool:
+        ip = _ip(text)
+        return ip is not None and any(ipaddress.ip_address(ip) in n for n in trusted_proxies)
+
+    if not trusted(peer):
+        return peer
+    hops = [hop for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",")]
+    for hop in reversed(hops):
+        if not trusted(hop):
+            return _ip(hop) or peer  # garbled: the proxy is the nearest address known
+    return (_ip(hops[0]) or peer) if hops else peer
 
 
 def is_https(request: Request) -> bool:
@@ -105,6 +146,7 @@ class LoginRoutes:
         self.services = services
         self.secret = services.secret_key
         self.settings = services.settings
+        self.trusted_proxies = [ipaddress.ip_network(p) for p in self.settings.trusted_proxies]
         self._css = resources.files("crispml.web").joinpath("assets/style.css").read_text()
 
     def routes(self) -> list[Route]:
@@ -196,7 +238,7 @@ class LoginRoutes:
                 self.services.auth.login,
                 username,
                 form["password"],
-                ip=request.client.host if request.client else "",
+                ip=client_address(request, self.trusted_proxies),
                 user_agent=request.headers.get("user-agent", ""),
             )
         except LoginFailed as exc:

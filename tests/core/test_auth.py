@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from crispml.core.audit import AuditLog
-from crispml.core.auth import INVALID_LOGIN, AuthPolicy, AuthService, LoginFailed
+from crispml.core.auth import (
+    INVALID_LOGIN,
+    AuthPolicy,
+    AuthService,
+    LoginFailed,
+    client_key,
+    touch_interval,
+)
 from crispml.core.errors import Conflict, InvalidInput, NotFound
 from crispml.store.db import Database
 
@@ -266,7 +274,178 @@ def test_expired_failure_records_are_forgotten(
             auth.login(f"made-up-{n}", "wrong-password")
     clock.advance(minutes=16)
     with pytest.raises(LoginFailed):
-        auth.login("another-one", "wrong-password")
+        auth.login("another-one", "wrong-password", ip="192.0.2.1")
     with db.engine.connect() as conn:
-        names = [r[0] for r in conn.execute(text("SELECT username FROM login_throttle"))]
-    assert names == ["another-one"]
+        rows = conn.execute(text("SELECT username, address FROM login_throttle")).all()
+    expected = [("*", "192.0.2.1"), ("another-one", "*"), ("another-one", "192.0.2.1")]
+    assert sorted(map(tuple, rows)) == expected
+
+
+# Throttling per account and per client address ------------------------------------------------
+
+ATTACKER = "203.0.113.9"
+OWNER = "198.51.100.7"
+
+
+def fail(auth: AuthService, name: str, ip: str, times: int = 1) -> list[str]:
+    answers = []
+    for _ in range(times):
+        with pytest.raises(LoginFailed) as refused:
+            auth.login(name, "wrong-password", ip=ip)
+        answers.append(str(refused.value))
+    return answers
+
+
+def test_an_attacker_cannot_lock_the_owner_out(auth: AuthService, clock: FakeClock) -> None:
+    """Six wrong passwords for admin from one address (the issue's attack), again every 15
+    minutes: the attacker is stopped, the admin, from another address, always logs in."""
+    for _ in range(3):
+        answers = fail(auth, "admin", ATTACKER, 6)
+        assert answers[:4] == [INVALID_LOGIN] * 4
+        assert all(a.startswith("Too many failed attempts. Try again after") for a in answers[4:])
+        with pytest.raises(LoginFailed, match="Too many failed attempts"):
+            auth.login("admin", PASSWORD, ip=ATTACKER)  # stopped, even with the right password
+        assert auth.login("admin", PASSWORD, ip=OWNER).user.username == "admin"
+        with pytest.raises(LoginFailed, match="Too many failed attempts"):
+            auth.login("admin", "wrong-password", ip=ATTACKER)  # the owner's login freed no one
+        clock.advance(minutes=15, seconds=1)
+
+
+def test_a_locked_account_refuses_clients_that_failed_on_it(auth: AuthService) -> None:
+    """Failures from many addresses lock the account for each of them; an address that has
+    not failed still gets its try, and once it fails it is refused too."""
+    for n in range(5):
+        fail(auth, "alice", f"192.0.2.{n}")
+    with pytest.raises(LoginFailed, match="Too many failed attempts"):
+        auth.login("alice", PASSWORD, ip="192.0.2.0")
+    assert fail(auth, "alice", "192.0.2.50")[0].startswith("Too many failed attempts")
+    with pytest.raises(LoginFailed, match="Too many failed attempts"):
+        auth.login("alice", PASSWORD, ip="192.0.2.50")
+    assert auth.login("alice", PASSWORD, ip="192.0.2.99")
+
+
+def test_one_address_guessing_many_accounts_is_stopped(
+    auth: AuthService, db: Database, clock: FakeClock
+) -> None:
+    policy = dataclasses.replace(auth.policy, lockout_address_threshold=6)
+    strict = AuthService(db, AuditLog(db, clock), policy, clock)
+    answers = [fail(strict, name, ATTACKER)[0] for name in ("admin", "alice", "bob", "x", "y")]
+    assert answers == [INVALID_LOGIN] * 5
+    sixth = fail(strict, "z", ATTACKER)[0]
+    assert sixth.startswith("Too many failed attempts from your network address. Try again")
+    with pytest.raises(LoginFailed, match="from your network address") as refused:
+        strict.login("alice", PASSWORD, ip=ATTACKER)
+    assert refused.value.retry_at == clock.now + timedelta(minutes=15)
+    assert strict.login("alice", PASSWORD, ip=OWNER)  # other addresses are not affected
+    clock.advance(minutes=15, seconds=1)
+    assert strict.login("alice", PASSWORD, ip=ATTACKER)
+
+
+def test_an_ipv6_client_is_counted_by_its_64_network() -> None:
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::7")
+    assert client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.4") == "192.0.2.4"
+    assert (client_key(" 192.0.2.4 "), client_key("::1"), client_key("")) == (
+        "192.0.2.4",
+        "::1",
+        "",
+    )
+
+
+def test_an_admin_clears_locks(auth: AuthService, db: Database, clock: FakeClock) -> None:
+    fail(auth, "alice", ATTACKER, 5)
+    locked = {(lock.username, lock.address) for lock in auth.list_lockouts()}
+    assert locked == {("alice", "*"), ("alice", ATTACKER)}
+    # Clearing the address lets it try again; the account stays locked for those who failed.
+    assert auth.unlock(ATTACKER, actor="admin") == 2
+    assert fail(auth, "alice", "192.0.2.77")[0].startswith("Too many failed attempts")
+    assert auth.login("alice", PASSWORD, ip=ATTACKER)
+    # Clearing the account forgets every address's failures on it.
+    fail(auth, "alice", ATTACKER, 5)
+    assert auth.unlock("Alice", actor="admin") >= 2
+    assert auth.list_lockouts() == []
+    assert auth.login("alice", PASSWORD, ip=ATTACKER)
+    assert auth.unlock("nobody", actor="admin") == 0
+    with pytest.raises(InvalidInput):
+        auth.unlock(" ", actor="admin")
+    with db.engine.connect() as conn:
+        actions = [r[0] for r in conn.execute(text("SELECT action FROM audit_events"))]
+    assert actions.count("login.unlock") == 3
+
+
+def test_a_refused_attempt_is_not_counted_as_a_failure(
+    auth: AuthService, db: Database, clock: FakeClock
+) -> None:
+    fail(auth, "alice", ATTACKER, 5)
+    for _ in range(10):
+        with pytest.raises(LoginFailed, match="Too many"):
+            auth.login("alice", "wrong-password", ip=ATTACKER)
+    with db.engine.connect() as conn:
+        count = conn.execute(
+            text("SELECT failures FROM login_throttle WHERE username = '*' AND address = :a"),
+            {"a": ATTACKER},
+        ).scalar()
+    assert count == 5
+
+
+# "Last seen" and idle expiry --------------------------------------------------------------------
+
+
+def test_touch_interval_is_a_tenth_of_the_idle_timeout_at_most_a_minute() -> None:
+    assert touch_interval(timedelta(hours=8)) == timedelta(seconds=60)
+    assert touch_interval(timedelta(seconds=90)) == timedelta(seconds=9)
+
+
+def idle_auth(db: Database, clock: FakeClock, idle: timedelta) -> AuthService:
+    policy = AuthPolicy(session_idle_timeout=idle, session_lifetime=timedelta(days=1))
+    return AuthService(db, AuditLog(db, clock), policy, clock)
+
+
+@pytest.mark.parametrize("gap", [59, 89])
+def test_a_session_used_within_a_short_idle_timeout_never_ends(
+    auth: AuthService, db: Database, clock: FakeClock, gap: int
+) -> None:
+    """Idle timeout 90 s, a request every ``gap`` seconds: always valid (a one-minute touch
+    interval ended it at the second request)."""
+    short = idle_auth(db, clock, timedelta(seconds=90))
+    token = short.login("alice", PASSWORD).token
+    for _ in range(30):
+        clock.advance(seconds=gap)
+        assert short.authenticate(token) is not None
+    clock.advance(seconds=90 + 9)  # idle for the timeout plus the touch interval: ended
+    assert short.authenticate(token) is None
+    assert short.count_active_sessions() == 0
+
+
+def test_a_session_left_alone_ends_within_a_touch_interval_of_the_timeout(
+    auth: AuthService, db: Database, clock: FakeClock
+) -> None:
+    short = idle_auth(db, clock, timedelta(seconds=90))
+    token = short.login("alice", PASSWORD).token
+    clock.advance(seconds=5)
+    assert short.authenticate(token) is not None  # not written back: 5 s < 9 s
+    clock.advance(seconds=89)  # 89 s after the last request, 94 s after "last seen"
+    assert short.authenticate(token) is not None  # written back now
+    clock.advance(seconds=98)
+    assert [s.expires_at for s in short.list_sessions("alice")] == [
+        clock.now + timedelta(seconds=1)
+    ]
+    clock.advance(seconds=1)  # the timeout plus the touch interval (9 s) after the last request
+    assert short.authenticate(token) is None
+
+
+def test_last_seen_is_written_at_most_once_a_minute_for_long_timeouts(
+    db: Database, clock: FakeClock
+) -> None:
+    long = idle_auth(db, clock, timedelta(hours=8))
+    long.create_user("dora", PASSWORD, actor="test")
+    token = long.login("dora", PASSWORD).token
+    login_time = clock.now
+    for _ in range(5):
+        clock.advance(seconds=10)
+        assert long.authenticate(token) is not None
+    assert long.list_sessions("dora")[0].last_seen_at == login_time
+    clock.advance(seconds=15)  # 65 s since login
+    long.authenticate(token)
+    assert long.list_sessions("dora")[0].last_seen_at == clock.now

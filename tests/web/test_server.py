@@ -167,6 +167,19 @@ def test_wrong_password_then_lockout_message(server: Server) -> None:
         assert "Invalid user name or password." in unknown.text
 
 
+def test_an_attacker_at_one_address_does_not_stop_the_admin_at_another(server: Server) -> None:
+    """Six wrong passwords for admin from one client, through a proxy on this machine (uvicorn
+    takes X-Forwarded-For from loopback): that client is stopped, the admin at another logs in."""
+    attacker = {"x-forwarded-for": "203.0.113.9"}
+    with httpx.Client(base_url=server.url, headers=attacker, timeout=30) as client:
+        statuses = [server.login(client, "admin", "wrong-password").status_code for _ in range(6)]
+        assert statuses == [401, 401, 401, 401, 429, 429]
+        assert server.login(client).status_code == 429  # the right password, from there
+    owner = {"x-forwarded-for": "198.51.100.7"}
+    with httpx.Client(base_url=server.url, headers=owner, timeout=30) as client:
+        assert server.login(client).status_code == 303
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status"),
     [
