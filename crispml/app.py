@@ -97,6 +97,11 @@ def build_parts(settings: Settings | None = None) -> AppParts:
             announce_admin_password(settings, generated)
         for note in services.jobs.recover():  # jobs whose supervisor died while we were down
             log.warning(note)
+        sandbox = services.jobs.runtime.capability()
+        if not sandbox.available:
+            log.warning("sandbox: %s", sandbox.message)
+        else:
+            log.info("sandbox: %s", sandbox.message)
         yield {}
         services.db.dispose()
 

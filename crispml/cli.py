@@ -102,6 +102,29 @@ def _read_password(password_stdin: bool, confirm: bool = True) -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
 
 
+# doctor ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def doctor() -> None:
+    """What this machine offers the sandbox users' code runs in; exit 1 when it has none."""
+    from crispml.core.sandbox import JobLimits, bwrap_path
+
+    with _services() as services:
+        capability = services.jobs.runtime.capability()
+        settings = services.jobs.runtime.sandbox
+    typer.echo(f"bubblewrap: {bwrap_path() or 'not installed (apt-get install bubblewrap)'}")
+    typer.echo(f"sandbox:    {capability.kind}: {capability.message}")
+    limits = JobLimits("doctor", settings.memory_mb, settings.processes)
+    limits.remove()
+    typer.echo(
+        f"limits:     {limits.kind}: {settings.memory_mb} MiB of memory and "
+        f"{settings.processes} processes per job"
+    )
+    if not capability.available:
+        raise typer.Exit(1)
+
+
 # run ---------------------------------------------------------------------------------------------
 
 
@@ -326,6 +349,14 @@ def user_notebook(
     user_code(username, allow)
 
 
+@user_app.command("unlock")
+def user_unlock(target: str) -> None:
+    """Clear a login lock: of an account (NAME) or of a client address (ADDRESS)."""
+    with _services() as services:
+        removed = services.auth.unlock(target, actor="cli")
+        typer.echo(f"Cleared {removed} lock record(s) for '{target}'.")
+
+
 @user_app.command("network")
 def user_network(
     username: str,
@@ -428,7 +459,6 @@ def jobs_submit(
     ctx: typer.Context,
     name: Annotated[str, typer.Option(help="A name for the table.")] = "",
     env: Annotated[str, typer.Option(help="The Python environment to run in.")] = "system",
-    kind: Annotated[str, typer.Option(help="training, script, ...")] = "script",
     user: UserOption = None,
 ) -> None:
     """Run a command as a job: crispml jobs submit [--name N] -- COMMAND ARGS... (prints its id)."""
@@ -437,7 +467,7 @@ def jobs_submit(
     argv = [a for a in ctx.args if a != "--"]
     with _services() as services:
         owner = services.resolve_user(user)
-        job = services.jobs.submit(owner.id, owner.username, JobSpec(argv, name, kind, env))
+        job = services.jobs.submit(owner.id, owner.username, JobSpec(argv, name, "script", env))
         typer.echo(job.id)
 
 

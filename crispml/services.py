@@ -22,8 +22,9 @@ from crispml.core.errors import Conflict, NotFound
 from crispml.core.files import FileService, SharedRootConfig, ZipLimits
 from crispml.core.jobs import JobRuntime, JobService, Limits
 from crispml.core.modeling import ModelingService
-from crispml.core.notebook import NotebookService, NotebookSettings, parse_ports
+from crispml.core.notebook import NotebookService, NotebookSettings
 from crispml.core.projects import ProjectFields, ProjectService
+from crispml.core.sandbox import SandboxSettings
 from crispml.core.saved_work import SavedWorkService
 from crispml.core.workspace import WorkspaceService
 from crispml.settings import Settings, load_settings
@@ -88,6 +89,15 @@ def build_services(settings: Settings) -> Services:
             ),
             executor_name=settings.jobs_executor,
             executor_env={"CRISPML_RAY_ADDRESS": settings.ray_address},
+            sandbox=SandboxSettings(
+                settings.sandbox,
+                settings.sandbox_uid_base,
+                settings.sandbox_uid_count,
+                settings.sandbox_memory_mb,
+                settings.sandbox_processes,
+                settings.sandbox_network,
+            ),
+            ray_trusted=settings.ray_trusted,
         ),
         audit,
     )
@@ -118,11 +128,7 @@ def build_services(settings: Settings) -> Services:
         jobs,
         environments.all,
         lambda username: files.user_root(username).path,
-        NotebookSettings(
-            settings.notebook_idle_timeout,
-            settings.notebook_terminals,
-            parse_ports(settings.notebook_ports),
-        ),
+        NotebookSettings(settings.notebook_idle_timeout, settings.notebook_terminals),
     )
     modeling = ModelingService(
         db, settings.home, jobs, datasets, environments, AlgorithmRegistry(), audit

@@ -240,13 +240,50 @@ class Settings(BaseSettings):
     )
     notebook_terminals: bool = Field(
         default=False,
-        description="Whether JupyterLab offers terminals (a shell as the server's account).",
+        description="Whether JupyterLab offers terminals (a shell in the user's sandbox).",
     )
     notebook_ports: str = Field(
         default="",
         pattern=r"^(\d{4,5}(-\d{4,5})?)?$",
-        description="Ports for JupyterLab servers, e.g. 49200-49299; empty: any free port. "
-        "They listen on 127.0.0.1 only.",
+        description="Ignored, kept so older configuration files still load: JupyterLab now "
+        "listens on a Unix socket in the user's notebook folder, not on a port.",
+    )
+    sandbox: Literal["auto", "off"] = Field(
+        default="auto",
+        description="'auto': every process run on a user's behalf runs in a bubblewrap sandbox "
+        "(as the user's own OS account when the server runs as root); without bubblewrap or "
+        "user namespaces, running code is refused for everyone but admins. 'off': no sandbox, "
+        "for a single trusted user (a warning at start).",
+    )
+    sandbox_uid_base: int = Field(
+        default=200_000,
+        ge=1000,
+        description="The OS uid of crispml user N is this plus N (as root; accounts cm-<name> "
+        "are created on first use, without a login shell).",
+    )
+    sandbox_uid_count: int = Field(
+        default=60_000, ge=1, description="How many uids from sandbox_uid_base crispml may use."
+    )
+    sandbox_memory_mb: int = Field(
+        default=6144,
+        ge=64,
+        description="Memory one sandboxed job may use, in MiB (a cgroup where possible, an "
+        "address-space rlimit otherwise); over it the kernel ends the job: 'out of memory'.",
+    )
+    sandbox_processes: int = Field(
+        default=1024,
+        ge=16,
+        description="Processes and threads one sandboxed job may run at once.",
+    )
+    sandbox_network: bool = Field(
+        default=False,
+        description="Let every user's sandboxed code reach the network (per user: crispml user "
+        "network NAME). Off: a loopback of its own only, no services of this machine.",
+    )
+    ray_trusted: bool = Field(
+        default=False,
+        description="Treat the Ray cluster as trusted: users with the code permission may then "
+        "run commands there, outside crispml's sandbox. Off: only admins may.",
     )
     log_metric_patterns: tuple[str, ...] = Field(
         default=DEFAULT_LOG_PATTERNS,

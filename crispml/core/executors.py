@@ -22,6 +22,9 @@ from typing import Protocol
 
 import psutil
 
+from crispml.core.records import open_job_file
+from crispml.core.sandbox import SandboxSpec
+
 
 @dataclass(frozen=True)
 class LaunchRequest:
@@ -33,6 +36,7 @@ class LaunchRequest:
     stdin_lines: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     stop_grace: float = 10.0
+    sandbox: SandboxSpec | None = None  # None: run as the server's account (trusted jobs)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class LocalExecutor:
             "stdin": request.stdin_lines,
             "environment": request.environment,
             "stop_grace": request.stop_grace,
+            "sandbox": request.sandbox.to_json() if request.sandbox else None,
         }
         (request.workdir / "launch.json").write_text(json.dumps(launch))
         with (request.workdir / "supervisor.log").open("ab") as log:
@@ -161,12 +166,12 @@ class LocalExecutor:
     def logs(self, handle: JobHandle, max_bytes: int) -> str:
         """Read from the end of the file: cheap at any size."""
         try:
-            with (handle.workdir / "output.log").open("rb") as f:
+            with open_job_file(handle.workdir / "output.log") as f:
                 f.seek(0, os.SEEK_END)
                 size = f.tell()
                 f.seek(max(0, size - max_bytes))
                 data = f.read()
-        except FileNotFoundError:
+        except OSError:
             return ""
         text = data.decode("utf-8", "replace")
         return text.split("\n", 1)[1] if size > max_bytes and "\n" in text else text

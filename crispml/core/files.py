@@ -507,6 +507,13 @@ class _ChunkPipe:
             yield data
 
 
+def user_files(home: Path, username: str) -> Path:
+    """A user's file-explorer root (also what their sandboxed jobs may write)."""
+    path = home / "users" / username / "files"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @dataclass(frozen=True)
 class SharedRootConfig:
     name: str
@@ -526,6 +533,7 @@ class FileService:
         zip_limits: ZipLimits | None = None,
         max_upload_bytes: int = 200_000_000,
     ) -> None:
+        self._home = home
         self._users = home / "users"
         self._audit = audit
         self._shared = {s.name: s for s in shared}
@@ -533,8 +541,7 @@ class FileService:
         self.max_upload_bytes = max_upload_bytes
 
     def user_root(self, username: str) -> Root:
-        path = self._users / username / "files"
-        path.mkdir(parents=True, exist_ok=True)
+        path = user_files(self._home, username)
         return Root(f"~{username}", f"{username}'s files", path, writable=True)
 
     def roots_for(self, username: str, role: str) -> list[Root]:

@@ -26,8 +26,22 @@ from sqlalchemy import select, update
 from crispml.core.audit import AuditLog
 from crispml.core.clock import Clock, utcnow
 from crispml.core.envs.registry import SYSTEM, Environment, EnvironmentRegistry
-from crispml.core.errors import Conflict, CrispmlError, InvalidInput, NotFound
+from crispml.core.errors import Conflict, CrispmlError, InvalidInput, NotFound, PermissionDenied
 from crispml.core.executors import Executor, JobHandle, LaunchRequest, load_executor, start_time
+from crispml.core.files import user_files
+from crispml.core.sandbox import (
+    Capability,
+    SandboxError,
+    SandboxSettings,
+    SandboxSpec,
+    give_run_folder,
+    identity,
+    own,
+    own_python_paths,
+    own_tree_once,
+    probe,
+    python_paths,
+)
 from crispml.store.db import Database
 from crispml.store.locks import exclusive
 from crispml.store.tables import JobRow, UserRow
@@ -37,6 +51,11 @@ ACTIVE = ("queued", "starting", "running")
 LIVE = ("starting", "running")
 FINISHED = ("succeeded", "failed", "stopped", "lost")
 KINDS = ("training", "script", "environment build", "notebook server", "api server", "profile")
+# Jobs whose program the user chose: a permission (code), never run outside a sandbox for users.
+CODE_KINDS = ("script", "notebook server")
+# Jobs that run crispml's own server code with the server's rights (they need its database, or
+# build environments for everyone); every other kind runs sandboxed as its owner.
+TRUSTED_KINDS = ("environment build", "api server")
 SYSTEM_ENV = SYSTEM
 NO_CODE = (
     "Running code (commands and notebooks) is not enabled for your account: an admin allows it "
@@ -53,6 +72,8 @@ class JobSpec:
     stdin_lines: list[str] = field(default_factory=list)
     executor: str = ""  # "": the configured one; environment builds always run "local"
     files: dict[str, str] = field(default_factory=dict)  # written into the job's folder first
+    # What the sandbox mounts besides the user's files and the run folder: (path, "ro" | "rw").
+    mounts: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,7 @@ class Job:
     stdin_lines: list[str] = field(default_factory=list)
     handle: JobHandle | None = None
     executor: str = "local"
+    mounts: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -108,6 +130,7 @@ def _to_job(row: JobRow, owner: str) -> Job:
         json.loads(row.stdin),
         handle_of(row),
         row.executor,
+        [(str(p), str(m)) for p, m in json.loads(row.mounts or "[]")],
     )
 
 
@@ -123,10 +146,14 @@ class JobRuntime:
         executor: Executor | None = None,
         executor_name: str = "local",
         executor_env: dict[str, str] | None = None,
+        sandbox: SandboxSettings | None = None,
+        ray_trusted: bool = False,
     ) -> None:
         self.db = db
         self.home = home
         self.limits = limits
+        self.sandbox = sandbox or SandboxSettings()
+        self.ray_trusted = ray_trusted
         self._clock = clock
         # The supervisor reads the limits from these variables when it schedules the queue.
         limits_env = {
@@ -134,7 +161,7 @@ class JobRuntime:
             "CRISPML_JOBS_MAX_PER_USER": str(limits.max_per_user),
             "CRISPML_JOBS_STOP_GRACE": str(limits.stop_grace),
         }
-        self._executor_env = {**limits_env, **(executor_env or {})}
+        self._executor_env = {**limits_env, **self.sandbox.environment(), **(executor_env or {})}
         self.executor = executor or load_executor(executor_name, db.url, home, self._executor_env)
         self._executors: dict[str, Executor] = {self.executor.name: self.executor}
         self.environments = EnvironmentRegistry(db, home, clock)
@@ -152,7 +179,7 @@ class JobRuntime:
             int(os.environ.get("CRISPML_JOBS_MAX_PER_USER") or 0),
             float(os.environ.get("CRISPML_JOBS_STOP_GRACE") or 10),
         )
-        return cls(Database(url), home, limits)
+        return cls(Database(url), home, limits, sandbox=SandboxSettings.from_environment())
 
     def workdir(self, job_id: str) -> Path:
         return self.home / "runs" / job_id
@@ -224,12 +251,23 @@ class JobRuntime:
                 ):
                     continue
                 env, problem = self._precheck(row)
+                sandbox = None
+                if env is not None:
+                    try:
+                        sandbox = self.sandbox_for(row, env)
+                    except (SandboxError, OSError) as exc:
+                        env, problem = None, f"The job's sandbox cannot be set up: {exc}"
                 if env is None:
                     row.status, row.error, row.ended_at = "failed", problem, self._clock()
+                    with (
+                        contextlib.suppress(OSError),
+                        (Path(row.workdir) / "output.log").open("a") as log,
+                    ):
+                        log.write(f"crispml: {problem}\n")
                     continue
                 row.status = "starting"
                 s.flush()
-                self._launch(row, env)
+                self._launch(row, env, sandbox)
                 per_user[row.owner_id] = per_user.get(row.owner_id, 0) + 1
                 free -= 1
                 started += 1
@@ -245,12 +283,57 @@ class JobRuntime:
         try:
             return self.environments.usable(row.env), ""
         except CrispmlError as exc:  # deleted or still building since the job was submitted
-            with (workdir / "output.log").open("a") as log:
-                log.write(f"crispml: {exc}\n")
             return None, str(exc)
 
-    def _launch(self, row: JobRow, env: Environment) -> None:
+    def capability(self) -> Capability:
+        """How this machine sandboxes jobs (for start-up, ``crispml doctor`` and the pages)."""
+        return probe(self.sandbox.mode)
+
+    def sandboxed(self, kind: str, executor: str) -> bool:
+        """Whether a job of this kind runs in the sandbox (where this machine has one)."""
+        return (
+            kind not in TRUSTED_KINDS and executor == "local" and probe(self.sandbox.mode).available
+        )
+
+    def sandbox_for(self, row: JobRow, env: Environment) -> SandboxSpec | None:
+        """The sandbox of a job about to start: its owner's identity and what it may reach.
+        Folders it writes are given to that identity first (re-owned on first use)."""
+        if not self.sandboxed(row.kind, row.executor):
+            return None
+        with self.db.session() as s:
+            owner = s.get(UserRow, row.owner_id)
+            if owner is None:
+                raise SandboxError("its owner no longer exists")
+            username, network = owner.username, bool(owner.network) or self.sandbox.network
+        uid = gid = None
+        if probe(self.sandbox.mode).kind == "identity":
+            uid, gid = identity(self.sandbox, row.owner_id, username)
+        files = user_files(self.home, username)
+        mounts = [(str(p), str(m)) for p, m in json.loads(row.mounts or "[]")]
+        writable = [row.workdir, str(files)] + [p for p, m in mounts if m == "rw"]
+        readable = [p for p, m in mounts if m == "ro"]
+        readable += own_python_paths() + python_paths(env.interpreter, env.prefix)
+        if env.kind == "conda" and env.tool:
+            readable += python_paths(env.tool)
+        if uid is not None and gid is not None:
+            give_run_folder(Path(row.workdir), gid)
+            own_tree_once(files, uid, gid)
+            for path, mode in mounts:
+                if mode == "rw":
+                    own(Path(path), uid, gid, recursive=True)
+        return SandboxSpec(
+            uid,
+            gid,
+            writable,
+            readable,
+            network,
+            self.sandbox.memory_mb,
+            self.sandbox.processes,
+        )
+
+    def _launch(self, row: JobRow, env: Environment, sandbox: SandboxSpec | None) -> None:
         """The command runs with its environment's interpreter, helpers on PYTHONPATH."""
+        base = None if sandbox is None else {"PATH": "/usr/local/bin:/usr/bin:/bin"}
         self.executor_for(row.executor).submit(
             LaunchRequest(
                 job_id=row.id,
@@ -258,11 +341,12 @@ class JobRuntime:
                 workdir=Path(row.workdir),
                 stdin_lines=json.loads(row.stdin),
                 environment={
-                    **env.variables(),
+                    **env.variables(base),
                     "CRISPML_JOB_ID": row.id,
                     "CRISPML_RUN_DIR": row.workdir,
                 },
                 stop_grace=self.limits.stop_grace,
+                sandbox=sandbox,
             )
         )
 
@@ -297,6 +381,7 @@ class JobService:
             self.runtime.environments.usable(spec.env)  # a clear message before any job starts
         except CrispmlError as exc:
             raise InvalidInput(str(exc)) from exc
+        self._check_may_run(owner_id, spec)
         job_id = uuid.uuid4().hex[:12]
         workdir = self.runtime.workdir(job_id)
         with self._db.session() as s:
@@ -309,6 +394,7 @@ class JobService:
                     argv=json.dumps(spec.argv),
                     env=spec.env,
                     stdin=json.dumps(spec.stdin_lines),
+                    mounts=json.dumps(spec.mounts),
                     workdir=str(workdir),
                     status="queued",
                     executor=spec.executor or self.runtime.executor.name,
@@ -336,6 +422,40 @@ class JobService:
             pass  # the scheduler fails the job with the reason
         self.runtime.schedule()
         return self.get(owner_id, job_id, admin=True)
+
+    def _check_may_run(self, owner_id: int, spec: JobSpec) -> None:
+        """Refuse, before anything is queued, what this user may not run or cannot run here:
+        code without the permission, code where no sandbox can hold it, code on an untrusted
+        cluster, or an owner whose name or id cannot map to an OS account."""
+        with self._db.session() as s:
+            owner = s.get(UserRow, owner_id)
+        if owner is None:
+            raise NotFound(f"No user with id {owner_id}.")
+        admin = owner.role == "admin"
+        executor = spec.executor or self.runtime.executor.name
+        if spec.kind in CODE_KINDS and not admin:
+            if not owner.code:
+                raise PermissionDenied(NO_CODE)
+            capability = probe(self.runtime.sandbox.mode)
+            if capability.kind == "none":
+                raise PermissionDenied(
+                    "Running code is refused on this server for everyone but admins because "
+                    f"it cannot be sandboxed: {capability.message}"
+                )
+            if executor != "local" and not self.runtime.ray_trusted:
+                raise PermissionDenied(
+                    f"Jobs on the '{executor}' cluster run outside crispml's sandbox, so only "
+                    "admins may run commands there (unless an admin marks the cluster trusted: "
+                    "setting ray_trusted)."
+                )
+        if (
+            self.runtime.sandboxed(spec.kind, executor)
+            and probe(self.runtime.sandbox.mode).kind == "identity"
+        ):
+            try:
+                identity(self.runtime.sandbox, owner.id, owner.username)
+            except SandboxError as exc:
+                raise InvalidInput(str(exc)) from exc
 
     def refresh(self) -> int:
         """Copy the state of jobs run by an engine (Ray) into the store; returns how many
@@ -460,7 +580,16 @@ class JobService:
         return self.submit(
             user_id,
             owner.username if owner else old.owner,
-            JobSpec(old.argv, old.name, old.kind, old.env, old.stdin_lines, old.executor, files),
+            JobSpec(
+                old.argv,
+                old.name,
+                old.kind,
+                old.env,
+                old.stdin_lines,
+                old.executor,
+                files,
+                old.mounts,
+            ),
         )
 
     def delete(self, user_id: int, job_id: str, *, admin: bool = False, actor: str = "") -> None:

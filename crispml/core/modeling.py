@@ -37,6 +37,7 @@ from crispml.core.envs.registry import unmet
 from crispml.core.envs.service import EnvironmentService
 from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from crispml.core.jobs import FINISHED, JobService, JobSpec
+from crispml.core.records import read_job_file
 from crispml.store.db import Database
 from crispml.store.tables import ModelRow, RunRow
 
@@ -286,14 +287,16 @@ class ModelingService:
                 f"{spec.title} cannot run in '{env}': {'; '.join(problems)}. Choose an "
                 "environment that has what it needs, or build one (Environments)."
             )
+        data = self._data_block(dataset)
         run_spec = {
             "algorithm": spec.name,
             "entry": spec.entry,
             "params": checked,
             "seed": seed,
-            "data": self._data_block(dataset),
+            "data": data,
         }
         shown = ", ".join(f"{k}={v}" for k, v in checked.items())
+        given = [data["root"]] if "root" in data else list(data.get("parts", {}).values())
         job = self._jobs.submit(
             user.id,
             user.username,
@@ -303,6 +306,7 @@ class ModelingService:
                 "training",
                 env,
                 files={"run.json": json.dumps(run_spec, indent=2)},
+                mounts=[(str(path), "ro") for path in given],  # exactly the data it is given
             ),
         )
         with self._db.session() as s:
@@ -382,7 +386,7 @@ class ModelingService:
                 continue
             row.finished_at = job.ended_at
             try:
-                result = json.loads((Path(job.workdir) / "result.json").read_text())
+                result = json.loads(read_job_file(Path(job.workdir) / "result.json", 64_000_000))
             except (OSError, ValueError):
                 result = {}
             row.metrics = json.dumps(result.get("metrics", {}))

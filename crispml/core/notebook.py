@@ -1,15 +1,19 @@
 """Per-user JupyterLab servers, each a job (kind ``notebook server``).
 
-A server listens on 127.0.0.1 only, on a free port (optionally from ``notebook_ports``), with
-the base URL ``/jupyter/<user>/``, a random token and the user's file root as its root folder.
-Its state lives in ``<home>/notebooks/<user>/``: ``server.json`` (port, token, job id; mode
-0600), Jupyter's config, data (one kernelspec per usable environment), runtime and workspace
-folders, so nothing is written to the server account's home. The web app's proxy
-(``crispml/web/jupyter.py``) is the only way in: it checks the crispml session and ownership and
-authenticates to Jupyter itself; the browser never sees the token.
+A server listens on a Unix socket in the user's notebook folder (no TCP port: no other
+process of this machine can connect to it, and the user's sandbox has a network of its own),
+with the base URL ``/jupyter/<user>/``, a random token and the user's file root as its root
+folder. The server's record of it is ``<home>/notebooks/<user>.json`` (socket, token, job id;
+mode 0600, outside anything the user's code can write); Jupyter's own state lives in
+``<home>/notebooks/<user>/``: its config, data (one kernelspec per usable environment), runtime
+and workspace folders and the socket. The web app's proxy (``crispml/web/jupyter.py``) is the
+only way in: it checks the crispml session and ownership and authenticates to Jupyter itself;
+the browser never sees the token.
 
-A notebook runs any code as the server's OS user, so using one is a permission (admins have
-it; an admin grants it to others).
+A notebook runs code, so using one is a permission (admins have it; an admin grants it to
+others). The server and its kernels run in the user's sandbox (crispml.core.sandbox), as the
+user's own OS account, with the notebook folder writable and the environments' interpreters and
+the model registry readable.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import sys
 import threading
 import time
@@ -30,19 +33,21 @@ from typing import Any
 from crispml.core import records
 from crispml.core.auth import User
 from crispml.core.envs.registry import Environment
-from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from crispml.core.errors import Conflict, NotFound, PermissionDenied
 from crispml.core.jobs import NO_CODE, Job, JobService, JobSpec
+from crispml.core.sandbox import python_paths
 
 KIND = "notebook server"
 JOBSIDE = Path(__file__).resolve().parent.parent / "jobside"
 READY_FILE = "ready"
+SOCKET = "jupyter.sock"
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the final NUL
 
 
 @dataclass(frozen=True)
 class NotebookSettings:
     idle_timeout: timedelta = timedelta(hours=1)
     terminals: bool = False
-    ports: tuple[int, int] | None = None  # an inclusive range; None: any free port
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class Upstream:
     """Where a user's running JupyterLab listens, for the proxy."""
 
     username: str
-    port: int
+    socket: str
     token: str
     job_id: str
 
@@ -68,26 +73,6 @@ class NotebookState:
     @property
     def running(self) -> bool:
         return self.job is not None and not self.job.finished
-
-
-def free_port(ports: tuple[int, int] | None, taken: frozenset[int] | set[int] = frozenset()) -> int:
-    """A port nothing listens on at 127.0.0.1 (in ``ports`` if given), not one of ``taken``
-    (chosen for servers that have not bound it yet)."""
-    candidates = range(ports[0], ports[1] + 1) if ports else [0]
-    for port in candidates:
-        if port in taken:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    assert ports is not None
-    raise Conflict(
-        f"No free port for JupyterLab in {ports[0]}-{ports[1]} (setting notebook_ports): "
-        "stop a notebook server, or ask an admin to widen the range."
-    )
 
 
 class NotebookService:
@@ -111,8 +96,12 @@ class NotebookService:
     def folder(self, username: str) -> Path:
         return self._root / username
 
+    def record_path(self, username: str) -> Path:
+        return self._root / f"{username}.json"
+
     def _record(self, username: str) -> dict[str, Any] | None:
-        return records.read(self.folder(username) / "server.json")
+        record = records.read(self.record_path(username))
+        return record if record and "socket" in record else None  # older: a TCP port
 
     def _server(self, username: str) -> tuple[dict[str, Any], Job] | None:
         """The user's last server: its record and its job (None if none, or its job deleted)."""
@@ -129,7 +118,7 @@ class NotebookService:
         if found is None:
             return NotebookState(None, None, "Not started.")
         record, job = found
-        upstream = Upstream(user.username, int(record["port"]), str(record["token"]), job.id)
+        upstream = Upstream(user.username, str(record["socket"]), str(record["token"]), job.id)
         ready = (Path(job.workdir) / READY_FILE).exists()
         if job.finished:
             ended = {"succeeded": "it stopped after being idle, or was shut down"}.get(
@@ -140,10 +129,6 @@ class NotebookService:
             return NotebookState(job, None, f"Starting (job {job.id}, {job.status}).")
         return NotebookState(job, upstream, f"Running (job {job.id}).")
 
-    def port(self, username: str) -> int | None:
-        record = self._record(username)
-        return int(record["port"]) if record else None
-
     def upstream(self, username: str) -> Upstream | None:
         """The running, ready server of ``username``, if any (the proxy's lookup)."""
         found = self._server(username)
@@ -152,7 +137,7 @@ class NotebookService:
         record, job = found
         if job.finished or not (Path(job.workdir) / READY_FILE).exists():
             return None
-        return Upstream(username, int(record["port"]), str(record["token"]), job.id)
+        return Upstream(username, str(record["socket"]), str(record["token"]), job.id)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -169,41 +154,42 @@ class NotebookService:
         with self._starting:
             return self._start(user)
 
-    def _taken_ports(self) -> set[int]:
-        """Ports recorded for other servers that are still queued or running."""
-        taken = set()
-        for path in self._root.glob("*/server.json"):
-            found = self._server(path.parent.name)
-            if found is not None and not found[1].finished:
-                taken.add(int(found[0]["port"]))
-        return taken
-
     def _start(self, user: User) -> NotebookState:
         current = self.state(user)
         if current.running:
             return current
-        port = free_port(self.settings.ports, self._taken_ports())
         token = secrets.token_urlsafe(32)
         folder = self.folder(user.username)
+        sock = folder / SOCKET
+        if len(os.fsencode(sock)) > SOCKET_PATH_MAX:
+            raise Conflict(
+                f"JupyterLab's socket path {sock} is longer than a Unix socket allows "
+                f"({SOCKET_PATH_MAX} bytes): use a shorter CRISPML_HOME."
+            )
+        sock.unlink(missing_ok=True)  # a server that was killed leaves it behind
         for sub in ("config", "data/kernels", "runtime", "workspaces", "settings", "ipython"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
-        kernels = self._kernelspecs(folder / "data" / "kernels")
+        kernels, interpreters = self._kernelspecs(folder / "data" / "kernels")
         news = folder / "settings" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True, exist_ok=True)  # no "get Jupyter news?" prompt: no internet here
         (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-        config = self._config(user.username, port, token, kernels)
+        config = self._config(user.username, str(sock), token, kernels)
         records.write(folder / "config" / "jupyter_server_config.json", config)
+        models = self._root.parent / "models"
+        models.mkdir(parents=True, exist_ok=True)
         spec = JobSpec(
             ["python", "-m", "crispml.core.notebook_runner", str(folder)],
             name=f"JupyterLab ({user.username})",
             kind=KIND,
             env="system",
             executor="local",  # it must listen on this machine, where the proxy is
+            # Its own folder; the registry (crispml_job.load_model); the kernels' interpreters.
+            mounts=[(str(folder), "rw"), (str(models), "ro")] + [(p, "ro") for p in interpreters],
         )
         job = self._jobs.submit(user.id, user.username, spec)
-        record = {"port": port, "token": token, "job": job.id, "root": str(self._root_dir(user))}
-        records.write(folder / "server.json", record)
+        record = {"socket": str(sock), "token": token, "job": job.id}
+        records.write(self.record_path(user.username), record)
         return self.state(user)
 
     def stop(self, user: User, wait: float = 30.0) -> NotebookState:
@@ -228,9 +214,11 @@ class NotebookService:
     def _root_dir(self, user: User) -> Path:
         return self._file_root(user.username)
 
-    def _kernelspecs(self, folder: Path) -> list[str]:
-        """One kernel per ready environment that has ipykernel (crispml's own always does)."""
-        names = []
+    def _kernelspecs(self, folder: Path) -> tuple[list[str], list[str]]:
+        """One kernel per ready environment that has ipykernel (crispml's own always does);
+        the kernels' names, and what their interpreters need readable in the sandbox."""
+        names: list[str] = []
+        paths: list[str] = []
         for old in folder.glob("*/kernel.json"):
             old.unlink()
         for env in self._environments():
@@ -260,21 +248,24 @@ class NotebookService:
             (folder / name).mkdir(parents=True, exist_ok=True)
             (folder / name / "kernel.json").write_text(json.dumps(spec, indent=1))
             names.append(name)
-        return names
+            paths += python_paths(env.interpreter, env.prefix)
+            if env.kind == "conda" and env.tool:
+                paths += python_paths(env.tool)
+        return names, paths
 
-    def _config(self, username: str, port: int, token: str, kernels: list[str]) -> dict[str, Any]:
+    def _config(self, username: str, sock: str, token: str, kernels: list[str]) -> dict[str, Any]:
         idle = int(self.settings.idle_timeout.total_seconds())
         return {
             "IdentityProvider": {"token": token},
             "ServerApp": {
-                "ip": "127.0.0.1",
-                "port": port,
-                "port_retries": 0,
+                "sock": sock,
+                "sock_mode": "0600",
                 "open_browser": False,
                 "base_url": f"/jupyter/{username}/",
                 "root_dir": str(self._file_root(username)),
                 "terminals_enabled": self.settings.terminals,
-                # Jupyter refuses root unless told; crispml runs as whatever account started it.
+                # Jupyter refuses root unless told: without a sandbox (setting sandbox = "off")
+                # it runs as whatever account started crispml.
                 "allow_root": os.geteuid() == 0,
                 "shutdown_no_activity_timeout": idle,
                 # Only the app's own pages may frame JupyterLab (the proxy makes it same-origin).
@@ -295,17 +286,3 @@ class NotebookService:
                 "extension_manager": "readonly",  # no installing extensions from PyPI
             },
         }
-
-
-def parse_ports(text: str) -> tuple[int, int] | None:
-    """``"49200-49299"`` -> (49200, 49299); empty: None (any free port)."""
-    if not text.strip():
-        return None
-    low, sep, high = text.partition("-")
-    try:
-        first, last = int(low), int(high if sep else low)
-    except ValueError:
-        raise InvalidInput(f"notebook_ports must look like 49200-49299, not {text!r}.") from None
-    if not 1024 <= first <= last <= 65535:
-        raise InvalidInput(f"notebook_ports must lie within 1024-65535, not {text!r}.")
-    return first, last

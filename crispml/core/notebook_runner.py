@@ -13,11 +13,11 @@ import http.client
 import json
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import FrameType
 
@@ -41,17 +41,30 @@ def environment(folder: Path) -> dict[str, str]:
     return env
 
 
-def ready(port: int, base_url: str, token: str) -> bool:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{base_url}api/status",
-        headers={"Authorization": f"token {token}"},
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the server's Unix socket."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=2)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(2)
+        self.sock.connect(self._path)
+
+
+def ready(sock: str, base_url: str, token: str) -> bool:
+    connection = _UnixConnection(sock)
     try:
-        with opener.open(request, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        connection.request(
+            "GET", f"{base_url}api/status", headers={"Authorization": f"token {token}"}
+        )
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
 
 
 def main(argv: list[str]) -> int:
@@ -60,6 +73,12 @@ def main(argv: list[str]) -> int:
     server = config["ServerApp"]
     token = config["IdentityProvider"]["token"]
     run_dir = Path(os.environ.get("CRISPML_RUN_DIR") or ".")
+    sock = Path(server["sock"])
+    if sock.is_symlink() or sock.exists():
+        if not stat.S_ISSOCK(sock.lstat().st_mode):
+            print(f"crispml: cannot listen on {sock}: it is not a socket", flush=True)
+            return 1
+        sock.unlink()  # left by a server that was killed
     child = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser"],
         env=environment(folder),
@@ -74,10 +93,9 @@ def main(argv: list[str]) -> int:
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while child.poll() is None:
-            if ready(server["port"], server["base_url"], token):
+            if ready(server["sock"], server["base_url"], token):
                 (run_dir / "ready").write_text(str(child.pid))
-                where = f"127.0.0.1:{server['port']}{server['base_url']}"
-                print(f"crispml: JupyterLab is ready on {where}", flush=True)
+                print(f"crispml: JupyterLab is ready on {server['sock']}", flush=True)
                 break
             if time.monotonic() > deadline:
                 print("crispml: JupyterLab did not answer in time; stopping it", flush=True)

@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crispml.core.log_patterns import DEFAULT_LOG_PATTERNS, STEP_NAMES, compile_patterns
+from crispml.core.records import open_job_file
 
 MAX_READ = 64 * 1024 * 1024  # one read's size: a huge backlog is read in steps
 _FINGERPRINT = 64  # bytes before the offset checked on each read: a rewritten file starts over
@@ -86,7 +87,11 @@ class LineReader:
         self.inode, self.size = stat.st_ino, stat.st_size
         if stat.st_size == self.offset:
             return b""
-        with self.path.open("rb") as f:
+        try:
+            opened = open_job_file(self.path)  # a job may have put a link in its place
+        except OSError:
+            return b""
+        with opened as f:
             f.seek(self.offset - len(self._tail))
             if self._tail and f.read(len(self._tail)) != self._tail:
                 self._reset()  # same size or larger, other content: rewritten in place

@@ -3,16 +3,19 @@ every source, as CSV) as downloads, for its owner or an admin."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from crispml.core.auth import AuthSession
 from crispml.core.errors import NotFound
 from crispml.core.jobs import Job
+from crispml.core.records import open_job_file
 from crispml.core.tracking import TRACKERS
 from crispml.services import Services
 
@@ -34,14 +37,24 @@ def job_routes(services: Services) -> list[Route]:
         job = await _job(services, request)
         if isinstance(job, JSONResponse):
             return job
-        path = services.jobs.log_path(job)
-        if not path.exists():
+        try:  # never a link a job put in its log's place
+            opened = open_job_file(services.jobs.log_path(job))
+        except OSError:
             return JSONResponse({"detail": "This job has written no output yet."}, status_code=404)
-        return FileResponse(
-            path,
+
+        def chunks() -> Iterator[bytes]:
+            with opened:
+                while chunk := opened.read(1 << 16):
+                    yield chunk
+
+        name = f"{job.name}-{job.id}.log".replace('"', "")
+        return StreamingResponse(
+            iterate_in_threadpool(chunks()),
             media_type="text/plain; charset=utf-8",
-            filename=f"{job.name}-{job.id}.log",
-            headers={"x-content-type-options": "nosniff"},
+            headers={
+                "x-content-type-options": "nosniff",
+                "content-disposition": f"attachment; filename*=utf-8''{quote(name)}",
+            },
         )
 
     async def metrics(request: Request) -> Response:

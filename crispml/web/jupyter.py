@@ -12,7 +12,9 @@ Security note. The auth gate has already required a crispml login. Here:
   ``X-XSRFToken`` header) applies to every non-GET request. The browser's ``Origin`` is
   translated to Jupyter's only when it is this app's own origin; a foreign origin is passed on
   unchanged and Jupyter's origin check refuses it;
-- Jupyter's Content-Security-Policy allows framing by the app's own origin only.
+- Jupyter's Content-Security-Policy allows framing by the app's own origin only;
+- each JupyterLab listens on a Unix socket in its owner's notebook folder (mode 0600, inside the
+  owner's sandbox): no TCP port, so no other process or user on this machine can connect.
 Upstream failures answer 502 with a readable page; nothing waits forever.
 """
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import stat
 import time
 from html import escape
 from http.cookiejar import CookieJar
@@ -75,6 +79,9 @@ PASS_COOKIES = frozenset({"_xsrf"})
 SCRUB_MAX = 8 * 1024 * 1024  # JupyterLab's pages (they hold the token) are a few KB
 LOOKUP_TTL_S = 1.0  # how long a user's server lookup is reused (a Lab page makes many requests)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Each JupyterLab listens on a Unix socket; requests to it name this host.
+INNER_HOST = "localhost"
+INNER = f"http://{INNER_HOST}"
 
 
 class _NoCookies(CookieJar):
@@ -100,21 +107,27 @@ def _page(status: int, title: str, message: str) -> HTMLResponse:
 class JupyterProxy:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[str, httpx.AsyncClient] = {}  # one per server socket
         self._logins: dict[str, str] = {}  # job id -> Jupyter's login cookie ("name=value")
         self._login_locks: dict[str, asyncio.Lock] = {}
         self._lookups: dict[str, tuple[float, Upstream | None]] = {}
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
+    def client(self, upstream: Upstream) -> httpx.AsyncClient:
+        """A client that reaches this server over its Unix socket (no TCP port anywhere)."""
+        if not _is_socket(upstream.socket):
+            raise httpx.ConnectError("JupyterLab's socket is missing")
+        client = self._clients.get(upstream.socket)
+        if client is None:
+            while len(self._clients) >= 64:
+                self._clients.pop(next(iter(self._clients)))  # closed when collected
+            client = self._clients[upstream.socket] = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=upstream.socket),
                 cookies=_NoCookies(),
                 follow_redirects=False,
                 timeout=httpx.Timeout(30.0, read=300.0),
                 trust_env=False,
             )
-        return self._client
+        return client
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -155,8 +168,8 @@ class JupyterProxy:
             return await self._login(upstream)
 
     async def _login(self, upstream: Upstream) -> str:
-        response = await self.client.get(
-            f"http://127.0.0.1:{upstream.port}{upstream.base_url}api/me",
+        response = await self.client(upstream).get(
+            f"{INNER}{upstream.base_url}api/me",
             headers={"Authorization": f"token {upstream.token}"},
         )
         jar: SimpleCookie = SimpleCookie()
@@ -177,7 +190,7 @@ class JupyterProxy:
         headers.append(("cookie", "; ".join([*kept, login])))
         headers.append(("accept-encoding", "identity"))
         own = f"{request.url.scheme.replace('ws', 'http')}://{request.url.netloc}"
-        inner = f"http://127.0.0.1:{upstream.port}"
+        inner = INNER
         origin = request.headers.get("origin")
         if origin is not None:
             headers.append(("origin", inner if origin == own else origin))
@@ -203,13 +216,14 @@ class JupyterProxy:
                 "JupyterLab is not running",
                 f"{owner}'s JupyterLab is not running. Start it on the Notebook page.",
             )
-        target = f"http://127.0.0.1:{found.port}{_raw_path(request.scope)}"
+        target = f"{INNER}{_raw_path(request.scope)}"
         body = await request.body()
+        client = self.client(found)
         try:
             for attempt in range(2):
                 login = await self._login_cookie(found, renew=attempt > 0)
-                upstream = await self.client.send(
-                    self.client.build_request(
+                upstream = await client.send(
+                    client.build_request(
                         request.method,
                         target,
                         headers=self._headers(request, found, login),
@@ -242,7 +256,7 @@ class JupyterProxy:
             if name == "set-cookie" and value.split("=", 1)[0].strip() not in PASS_COOKIES:
                 continue  # Jupyter's login cookie stays with the proxy; no other cookie passes
             if name == "location":
-                value = value.replace(f"http://127.0.0.1:{found.port}", "")
+                value = value.replace(INNER, "")
             headers.append((key, value))
         if upstream.headers.get("content-type", "").startswith("text/html"):
             data = bytearray()  # pages carry the token in their config: read, scrub, send
@@ -273,13 +287,17 @@ class JupyterProxy:
         if isinstance(found, str):
             await websocket.close(code=1008, reason=found)
             return
-        target = f"ws://127.0.0.1:{found.port}{_raw_path(websocket.scope)}"
+        target = f"ws://{INNER_HOST}{_raw_path(websocket.scope)}"
         requested = websocket.scope.get("subprotocols") or None
         upstream = None
+        if not _is_socket(found.socket):
+            await websocket.close(code=1011, reason="JupyterLab is not running")
+            return
         for attempt in range(2):
             try:
                 login = await self._login_cookie(found, renew=attempt > 0)
-                upstream = await websockets.connect(
+                upstream = await websockets.unix_connect(
+                    found.socket,
                     target,
                     additional_headers=self._headers(websocket, found, login),
                     subprotocols=requested,
@@ -302,6 +320,15 @@ class JupyterProxy:
         async with upstream:
             await websocket.accept(subprotocol=upstream.subprotocol)
             await _pump(websocket, upstream)
+
+
+def _is_socket(path: str) -> bool:
+    """A socket itself, not a link: the folder is the user's, and the proxy must not be sent
+    to another socket of this machine."""
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _raw_path(scope: Any) -> str:

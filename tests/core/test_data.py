@@ -168,6 +168,8 @@ def test_a_large_table_is_profiled_as_a_job(
         time.sleep(0.1)
     done = services.jobs.get(admin.id, job.id)
     assert (done.kind, done.status) == ("profile", "succeeded"), services.jobs.log_tail(done)
+    assert services.datasets.cached_profile(iris) is None  # the job wrote into its own folder
+    assert services.datasets.collect_profile(iris, done)["rows"] == 150  # checked, then kept
     assert services.datasets.cached_profile(iris)["rows"] == 150
 
 

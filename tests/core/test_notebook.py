@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 import sys
 import time
 
 import pytest
 
-from crispml.core.errors import Conflict, InvalidInput, PermissionDenied
+from crispml.core.errors import Conflict, PermissionDenied
 from crispml.core.jobs import JobSpec
-from crispml.core.notebook import NotebookSettings, parse_ports
+from crispml.core.notebook import NotebookSettings
 from crispml.services import Services, bootstrap, build_services
 from crispml.settings import Settings
 
@@ -22,7 +20,7 @@ def test_notebooks_are_a_permission_admins_grant(services: Services) -> None:
     assert not services.notebooks.allowed(nina)
     with pytest.raises(PermissionDenied, match="crispml user code NAME --allow"):
         services.notebooks.start(nina)
-    assert not (services.settings.home / "notebooks" / "nina" / "server.json").exists()
+    assert not (services.settings.home / "notebooks" / "nina.json").exists()
     services.auth.set_code("nina", True, actor="admin")
     assert services.notebooks.allowed(services.auth.get_user("nina"))
     assert services.notebooks.allowed(services.auth.first_admin())
@@ -30,27 +28,22 @@ def test_notebooks_are_a_permission_admins_grant(services: Services) -> None:
     assert any(e.action == "user.code.allow" and e.target == "nina" for e in entries)
 
 
-def test_no_free_port_is_a_clear_refusal(services: Services) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        notebooks = dataclasses.replace(services.notebooks.settings, ports=(port, port))
-        object.__setattr__(services.notebooks, "settings", notebooks)
-        admin = services.auth.first_admin()
-        with pytest.raises(Conflict, match=f"No free port for JupyterLab in {port}-{port}"):
-            services.notebooks.start(admin)
+def test_a_home_too_deep_for_a_socket_is_a_clear_refusal(settings: Settings) -> None:
+    deep = settings.home / ("d" * 100)
+    services = build_services(settings.model_copy(update={"home": deep}))
+    bootstrap(services, samples=False)
+    admin = services.auth.first_admin()
+    with pytest.raises(Conflict, match="longer than a Unix socket allows"):
+        services.notebooks.start(admin)
     assert services.notebooks.state(admin).job is None
     assert services.jobs.history(None) == []
-    assert parse_ports("") is None and parse_ports("49200-49210") == (49200, 49210)
-    for bad in ("80-90", "x", "49300-49200"):
-        with pytest.raises(InvalidInput):
-            parse_ports(bad)
+    services.db.dispose()
 
 
 def test_a_jupyterlab_that_fails_to_start_says_why(settings: Settings) -> None:
-    """Its port is taken between the choice and the start (it waited in the queue): JupyterLab
-    itself refuses to start, the job fails, and the state says so with the log's end."""
+    """Something other than a socket takes its socket's place while it waits in the queue:
+    JupyterLab itself refuses to start, the job fails, and the state says so with the log's
+    end."""
     services = build_services(settings.model_copy(update={"jobs_max_concurrent": 1}))
     bootstrap(services, samples=False)
     admin = services.auth.first_admin()
@@ -60,26 +53,24 @@ def test_a_jupyterlab_that_fails_to_start_says_why(settings: Settings) -> None:
     state = services.notebooks.start(admin)
     assert state.job is not None and state.job.status == "queued"
     assert "Starting" in state.message
-    port = services.notebooks.port(admin.username)
-    with socket.socket() as thief:
-        thief.bind(("127.0.0.1", port))
-        thief.listen()
-        services.jobs.stop(admin.id, blocker.id, actor="test")
-        deadline = time.monotonic() + 90
-        while not services.notebooks.state(admin).job.finished:  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, services.jobs.log_tail(state.job)
-            time.sleep(0.3)
+    (services.notebooks.folder(admin.username) / "jupyter.sock").write_text("not a socket")
+    services.jobs.stop(admin.id, blocker.id, actor="test")
+    deadline = time.monotonic() + 90
+    while not services.notebooks.state(admin).job.finished:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, services.jobs.log_tail(state.job)
+        time.sleep(0.3)
     final = services.notebooks.state(admin)
     assert final.upstream is None and final.message.startswith("Not running: it ended: failed")
-    assert "already in use" in services.jobs.log_tail(final.job)  # type: ignore[arg-type]
+    assert "not a socket" in services.jobs.log_tail(final.job)  # type: ignore[arg-type]
     services.db.dispose()
 
 
 def test_settings_reach_jupyterlab(services: Services) -> None:
     notebooks = NotebookSettings(terminals=True)
     object.__setattr__(services.notebooks, "settings", notebooks)
-    config = services.notebooks._config("admin", 49999, "t" * 10, ["crispml-system"])
+    config = services.notebooks._config("admin", "/x/jupyter.sock", "t" * 10, ["crispml-system"])
     assert config["ServerApp"]["terminals_enabled"] is True
     assert config["ServerApp"]["shutdown_no_activity_timeout"] == 3600
     assert config["MappingKernelManager"]["cull_idle_timeout"] == 3600
-    assert config["ServerApp"]["ip"] == "127.0.0.1"
+    assert config["ServerApp"]["sock"] == "/x/jupyter.sock"
+    assert config["ServerApp"]["sock_mode"] == "0600"

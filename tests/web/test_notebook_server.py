@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import websockets
 
 from crispml.services import build_services
 from crispml.settings import Settings
+from tests.core.test_sandbox import ATTACK
 from tests.helpers import USER_PASSWORD, Server, in_thread
 
 pytestmark = pytest.mark.server
@@ -25,7 +28,7 @@ V1 = "v1.kernel.websocket.jupyter.org"
 
 
 def record(server: Server, user: str = "admin") -> dict:
-    return json.loads((server.home / "notebooks" / user / "server.json").read_text())
+    return json.loads((server.home / "notebooks" / f"{user}.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +151,7 @@ def test_lab_contents_and_a_kernel_through_the_proxy(lab: Server) -> None:
         for v1 in (False, True):  # legacy JSON frames, then the binary v1 subprotocol
             code = "import sys, crispml_job; print(6 * 7, crispml_job.__name__)"
             assert in_thread(run_code(lab, cookie, kernel, code, v1)) == "42 crispml_job\n"
+        attack_from_a_kernel(lab, cookie, kernel)
         terminals = client.post("/jupyter/admin/api/terminals", headers={"X-XSRFToken": xsrf})
         assert terminals.status_code == 404  # terminals are off unless an admin enables them
         foreign = websockets.connect(
@@ -160,13 +164,65 @@ def test_lab_contents_and_a_kernel_through_the_proxy(lab: Server) -> None:
             in_thread(_open(foreign))
 
 
+def attack_from_a_kernel(lab: Server, cookie: str, kernel: str) -> None:
+    """The sandbox attack suite (tests/core/test_sandbox.py), from a notebook kernel: the
+    admin's own code is sandboxed too, as its own OS account, and reaches nothing of olga's or
+    of the server's."""
+    diary = lab.home / "users" / "olga" / "files" / "diary.txt"
+    diary.parent.mkdir(parents=True, exist_ok=True)
+    diary.write_text("olga's secret")
+    victim = lab.cli("jobs", "submit", "--user", "olga", "--", "sleep", "120").strip()
+    svc = build_services(Settings(home=lab.home))
+    folder = lab.home / "notebooks" / "olga"
+    folder.mkdir(parents=True, exist_ok=True)
+    (lab.home / "notebooks" / "olga.json").write_text('{"token": "olgas-token"}')
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(folder / "jupyter.sock"))
+    listener.listen()
+    try:
+        deadline = time.monotonic() + 60
+        while not (job := svc.jobs.get(0, victim, admin=True)).pid:
+            assert time.monotonic() < deadline, job.status
+            time.sleep(0.2)
+        assert lab.proc is not None
+        targets = {
+            "home": str(lab.home),
+            # its own notebook folder (in notebooks/) and the registry (models/, read-only)
+            "visible": ["users", "runs", "notebooks", "models"],
+            "secret_key": str(lab.home / "secret_key"),
+            "database": str(lab.home / "crispml.db"),
+            "other_file": str(diary),
+            "other_files": str(diary.parent),
+            "other_log": str(lab.home / "runs" / victim / "output.log"),
+            "other_run": str(lab.home / "runs" / victim),
+            "other_notebook_record": str(lab.home / "notebooks" / "olga.json"),
+            "other_socket": str(folder / "jupyter.sock"),
+            "app_port": lab.port,
+            "other_pid": job.pid,
+            "server_pid": lab.proc.pid,
+            "own_files": str(lab.home / "users" / "admin" / "files"),
+        }
+        code = f"import sys; sys.argv = ['attack', {json.dumps(targets)!r}]\n" + ATTACK
+        output = in_thread(run_code(lab, cookie, kernel, code, True))
+    finally:
+        listener.close()
+        svc.jobs.stop(0, victim, admin=True, actor="test")
+        svc.db.dispose()
+    attempts = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert len(attempts) == 16, output
+    got = [a for a in attempts if a["result"] != "refused"]
+    assert not got, got
+    assert "OWN OK" in output
+    print(f"\nsandbox: {len(attempts)} attempts from a notebook kernel, all refused")
+
+
 async def _open(connection: object) -> None:
     async with connection as ws:  # type: ignore[attr-defined]
         await asyncio.wait_for(ws.recv(), 10)
 
 
 def test_others_and_strangers_are_refused(lab: Server) -> None:
-    port, token = record(lab)["port"], record(lab)["token"]
+    sock, token = record(lab)["socket"], record(lab)["token"]
     with logged_in(lab, "olga") as other:
         refused = other.get("/jupyter/admin/lab", headers={"accept": "text/html"})
         assert refused.status_code == 403 and "another user" in refused.text
@@ -180,10 +236,12 @@ def test_others_and_strangers_are_refused(lab: Server) -> None:
     for headers in ({"Cookie": cookie}, {}):
         with pytest.raises(websockets.InvalidStatus):
             in_thread(_open(websockets.connect(url, additional_headers=headers, proxy=None)))
-    # Straight to Jupyter's port without the token: refused by Jupyter itself.
-    direct = httpx.get(f"http://127.0.0.1:{port}/jupyter/admin/api/contents", timeout=10)
-    assert direct.status_code == 403
-    lab_page = httpx.get(f"http://127.0.0.1:{port}/jupyter/admin/lab", timeout=10)
+    # No TCP port: a Unix socket (mode 0600, its owner's OS account) in the owner's folder.
+    assert stat.S_ISSOCK(os.lstat(sock).st_mode) and os.lstat(sock).st_mode & 0o077 == 0
+    # Straight to the socket without the token: refused by Jupyter itself.
+    with httpx.Client(transport=httpx.HTTPTransport(uds=sock), timeout=10) as direct:
+        assert direct.get("http://localhost/jupyter/admin/api/contents").status_code == 403
+        lab_page = direct.get("http://localhost/jupyter/admin/lab")
     assert lab_page.status_code == 302 and "login" in lab_page.headers["location"]
     assert token not in lab_page.text
     # Olga's own server would be hers: she may start one, and admin may look in

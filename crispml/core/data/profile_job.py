@@ -1,15 +1,19 @@
-"""The profile job for large tables: ``python -m crispml.core.data.profile_job DATASETS ID``.
+"""The profile job for large tables: ``python -m crispml.core.data.profile_job FOLDER``.
 
-Reads the dataset's Parquet copy and writes ``profile-<version>.json`` beside it, atomically;
-the page, which started the job, shows the profile when the file is there.
+Runs sandboxed, with the dataset's folder read-only: reads its Parquet copy and writes
+``profile.json`` into the job's own folder; the server, once the job succeeded, checks it and
+keeps it beside the dataset (``DatasetService.collect_profile``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+PROFILE_FILE = "profile.json"
 
 
 def main(argv: list[str]) -> int:
@@ -17,15 +21,13 @@ def main(argv: list[str]) -> int:
 
     from crispml.core.data.profile import profile_table
 
-    root, dataset_id = Path(argv[0]), argv[1]
-    folder = root / dataset_id
+    folder = Path(argv[0])
     started = time.monotonic()
     print(f"crispml: reading {folder / 'data.parquet'}", flush=True)
     frame = pd.read_parquet(folder / "data.parquet")
     print(f"crispml: profiling {frame.shape[0]:,} rows x {frame.shape[1]} columns", flush=True)
     result = profile_table(frame)
-    version = (folder / "version").read_text().strip()
-    target = folder / f"profile-{version}.json"
+    target = Path(os.environ.get("CRISPML_RUN_DIR") or ".") / PROFILE_FILE
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(target)

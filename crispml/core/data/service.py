@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from crispml.core import records
 from crispml.core.audit import AuditLog
 from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
 from crispml.core.data import loaders
 from crispml.core.data import prepare as recipes
 from crispml.core.data.profile import column_kind, profile_table
+from crispml.core.data.profile_job import PROFILE_FILE
 from crispml.core.data.samples import SAMPLES, table_sample
 from crispml.core.errors import Conflict, InvalidInput, NotFound
 from crispml.core.jobs import Job, JobService, JobSpec
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 # Tables with more cells than this are profiled as a job, smaller ones at once: about 0.1 us a
 # cell here (bench/data_profile.py: 8 million cells in 0.8 s), so a page waits a second or two.
 PROFILE_INLINE_CELLS = 10_000_000
+MAX_PROFILE_BYTES = 64_000_000  # a profile job's result, read back from its folder
 TABLE_FILE = "data.parquet"
 PARTS = ("train", "validation", "test")
 
@@ -406,13 +409,35 @@ class DatasetService:
 
     def start_profile_job(self, user: User, dataset: Dataset) -> Job:
         """Profile a large table as a job; the page shows it when the file appears."""
+        folder = str(self.folder(dataset.id))
         for job in self._jobs.history(user.id, statuses=("queued", "starting", "running")):
-            if job.kind == "profile" and job.argv[-1] == dataset.id:
+            if job.kind == "profile" and job.argv[-1] == folder:
                 return job  # already on its way
-        argv = [sys.executable, "-m", "crispml.core.data.profile_job", str(self.root), dataset.id]
+        argv = [sys.executable, "-m", "crispml.core.data.profile_job", folder]
         return self._jobs.submit(
-            user.id, user.username, JobSpec(argv, f"profile {dataset.name}", "profile")
+            user.id,
+            user.username,
+            JobSpec(argv, f"profile {dataset.name}", "profile", mounts=[(folder, "ro")]),
         )
+
+    def collect_profile(self, dataset: Dataset, job: Job) -> dict[str, Any] | None:
+        """Keep what a succeeded profile job wrote (in its own folder) beside the dataset.
+        The job ran the user's data through pandas in a sandbox: its file is read as data,
+        without following links, and only a JSON object of the expected shape is kept."""
+        if job.status != "succeeded" or job.kind != "profile":
+            return self.cached_profile(dataset)
+        try:
+            raw = records.read_job_file(Path(job.workdir) / PROFILE_FILE, MAX_PROFILE_BYTES)
+            result = json.loads(raw)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(result, dict) or "column_profiles" not in result:
+            return None
+        path = self.profile_path(dataset)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result))
+        tmp.replace(path)
+        return result
 
     # --- preparation --------------------------------------------------------------------------
 

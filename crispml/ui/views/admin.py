@@ -142,6 +142,11 @@ def render_users() -> None:
         "and end login sessions."
     )
     feedback.show_pending()
+    sandbox = context.services().jobs.runtime.capability()
+    if sandbox.available:
+        st.caption(f":material/shield: {sandbox.message}")
+    else:
+        st.warning(sandbox.message, icon=":material/gpp_maybe:")
     users = context.services().auth.list_users()
     st.dataframe(
         [

@@ -153,7 +153,7 @@ def _datasets_table(datasets: list[Dataset]) -> None:
 def _wait_for_profile(dataset: Dataset, job_id: str) -> None:
     services = context.services()
     job = services.jobs.get(0, job_id, admin=True)
-    if services.datasets.cached_profile(dataset) is not None:
+    if services.datasets.collect_profile(dataset, job) is not None:
         st.rerun(scope="app")
     if job.finished:
         feedback.error(f"The profile job {job.id} {job.status}: {job.error or 'see its log'}.")

@@ -36,6 +36,27 @@ def _submit() -> None:
     feedback.queue(f"Submitted job {job.id} ({job.status}).")
 
 
+def _command_box() -> None:
+    with st.expander("Run a command as a job", icon=":material/terminal:"):
+        ws.ensure(ws.user_key("jobs.command"), str, "")
+        ws.ensure(ws.user_key("jobs.name"), str, "")
+        st.text_input(
+            "Command", key=ws.user_key("jobs.command"), placeholder="python train.py --epochs 10"
+        )
+        st.text_input("Name (optional)", key=ws.user_key("jobs.name"))
+        ready = [e.name for e in context.services().environments.all() if e.ready]
+        env_key = ws.user_key("jobs.env")
+        if st.session_state.get(env_key) not in ready:
+            ws.set_value(env_key, environments.default_environment())
+        st.selectbox(
+            "Environment",
+            ready,
+            key=env_key,
+            help="`python` in the command is this environment's interpreter.",
+        )
+        st.button("Submit", type="primary", on_click=_submit)
+
+
 def _details(job: Job) -> None:
     user = context.current_user()
     service = context.services().jobs
@@ -69,24 +90,14 @@ def render() -> None:
     st.subheader("Running and queued")
     process_table.full()
 
-    with st.expander("Run a command as a job", icon=":material/terminal:"):
-        ws.ensure(ws.user_key("jobs.command"), str, "")
-        ws.ensure(ws.user_key("jobs.name"), str, "")
-        st.text_input(
-            "Command", key=ws.user_key("jobs.command"), placeholder="python train.py --epochs 10"
+    if not user.may_run_code:
+        st.info(
+            "Running commands is not enabled for your account: an admin allows it on Users and "
+            "sessions. Training on Modeling is open to everyone.",
+            icon=":material/lock:",
         )
-        st.text_input("Name (optional)", key=ws.user_key("jobs.name"))
-        ready = [e.name for e in context.services().environments.all() if e.ready]
-        env_key = ws.user_key("jobs.env")
-        if st.session_state.get(env_key) not in ready:
-            ws.set_value(env_key, environments.default_environment())
-        st.selectbox(
-            "Environment",
-            ready,
-            key=env_key,
-            help="`python` in the command is this environment's interpreter.",
-        )
-        st.button("Submit", type="primary", on_click=_submit)
+    else:
+        _command_box()
 
     st.subheader("History")
     f1, f2, f3 = st.columns(3)
