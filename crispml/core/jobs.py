@@ -16,7 +16,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -41,6 +41,7 @@ from crispml.core.sandbox import (
     own_tree_once,
     probe,
     python_paths,
+    server_pythonpath,
 )
 from crispml.store.db import Database
 from crispml.store.locks import exclusive
@@ -300,27 +301,48 @@ class JobRuntime:
         Folders it writes are given to that identity first (re-owned on first use)."""
         if not self.sandboxed(row.kind, row.executor):
             return None
+        mounts = [(str(p), str(m)) for p, m in json.loads(row.mounts or "[]")]
+        spec = self.owner_sandbox(
+            row.owner_id,
+            env,
+            readable=[p for p, m in mounts if m == "ro"],
+            writable=[p for p, m in mounts if m == "rw"],
+        )
+        if spec.uid is not None and spec.gid is not None:
+            give_run_folder(Path(row.workdir), spec.gid)
+        return replace(spec, writable=[row.workdir, *spec.writable])
+
+    def owner_sandbox(
+        self,
+        owner_id: int,
+        env: Environment,
+        readable: list[str],
+        writable: list[str],
+        *,
+        files: bool = True,
+    ) -> SandboxSpec:
+        """A sandbox for a process run on a user's behalf in ``env`` (a job, or a model
+        worker of the API server): the user's own OS account where the server is root, their
+        files read-write (unless ``files`` is False), the environment read-only. Folders it
+        writes are given to that account first."""
         with self.db.session() as s:
-            owner = s.get(UserRow, row.owner_id)
+            owner = s.get(UserRow, owner_id)
             if owner is None:
                 raise SandboxError("its owner no longer exists")
             username, network = owner.username, bool(owner.network) or self.sandbox.network
         uid = gid = None
         if probe(self.sandbox.mode).kind == "identity":
-            uid, gid = identity(self.sandbox, row.owner_id, username)
-        files = user_files(self.home, username)
-        mounts = [(str(p), str(m)) for p, m in json.loads(row.mounts or "[]")]
-        writable = [row.workdir, str(files)] + [p for p, m in mounts if m == "rw"]
-        readable = [p for p, m in mounts if m == "ro"]
-        readable += own_python_paths() + python_paths(env.interpreter, env.prefix)
+            uid, gid = identity(self.sandbox, owner_id, username)
+        if files:
+            writable = [str(user_files(self.home, username)), *writable]
+        readable = readable + own_python_paths() + python_paths(env.interpreter, env.prefix)
         if env.kind == "conda" and env.tool:
             readable += python_paths(env.tool)
         if uid is not None and gid is not None:
-            give_run_folder(Path(row.workdir), gid)
-            own_tree_once(files, uid, gid)
-            for path, mode in mounts:
-                if mode == "rw":
-                    own(Path(path), uid, gid, recursive=True)
+            if files:
+                own_tree_once(user_files(self.home, username), uid, gid)
+            for path in writable:
+                own(Path(path), uid, gid, recursive=True)
         return SandboxSpec(
             uid,
             gid,
@@ -333,7 +355,11 @@ class JobRuntime:
 
     def _launch(self, row: JobRow, env: Environment, sandbox: SandboxSpec | None) -> None:
         """The command runs with its environment's interpreter, helpers on PYTHONPATH."""
-        base = None if sandbox is None else {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+        base = None
+        if sandbox is not None:  # nothing of the server's environment but its PYTHONPATH
+            base = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+            if server_pythonpath():
+                base["PYTHONPATH"] = os.pathsep.join(server_pythonpath())
         self.executor_for(row.executor).submit(
             LaunchRequest(
                 job_id=row.id,

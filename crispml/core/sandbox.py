@@ -361,7 +361,9 @@ def command(
         "TMPDIR": PRIVATE_TMP,
         **environment,
     }
-    wrapped += ["--chdir", workdir, "--clearenv"]
+    # The root's own folders (made for the binds) read-only too: in a user namespace the user
+    # owns them and could otherwise make files that look like the server's.
+    wrapped += ["--remount-ro", "/", "--chdir", workdir, "--clearenv"]
     for key, value in variables.items():
         wrapped += ["--setenv", key, value]
     wrapped.append("--")
@@ -522,7 +524,7 @@ def python_paths(interpreter: str, prefix: str = "") -> list[str]:
         root = start.parent.parent
         paths.append(str(root))
         cfg = root / "pyvenv.cfg"
-        if cfg.exists():
+        with contextlib.suppress(OSError):  # none, or not this account's to read
             for line in cfg.read_text().splitlines():
                 key, _, value = line.partition("=")
                 if key.strip() == "home" and value.strip():
@@ -533,10 +535,18 @@ def python_paths(interpreter: str, prefix: str = "") -> list[str]:
     return [p for p in dict.fromkeys(paths) if p not in ("/", "/usr") and not p.startswith("/usr/")]
 
 
+def server_pythonpath() -> list[str]:
+    """The folders on the server's own PYTHONPATH (set by its operator) that exist: jobs in the
+    system environment import from them as the server does."""
+    entries = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return [os.path.abspath(e) for e in entries if e and os.path.isdir(e)]
+
+
 def own_python_paths() -> list[str]:
     """This server's own interpreter and packages (crispml's runners and the system env)."""
     import crispml  # the package's folder: an editable install lives outside site-packages
 
     package = str(Path(crispml.__file__).resolve().parent)
     paths = [sys.prefix, sys.base_prefix, os.path.realpath(sys.base_prefix), package]
+    paths += server_pythonpath()  # the operator's additions to the system environment
     return [p for p in dict.fromkeys(paths) if p not in ("/", "/usr") and not p.startswith("/usr/")]

@@ -33,6 +33,7 @@ from crispml.core.deployments import parse_weight
 from crispml.core.envs.registry import SYSTEM, Environment
 from crispml.core.errors import CrispmlError, InvalidInput, NotFound
 from crispml.core.modeling import ModelVersion
+from crispml.core.sandbox import SandboxSpec
 from crispml.services import Services
 from crispml.serving.batching import Batcher, BatchSettings
 from crispml.serving.limits import (
@@ -45,6 +46,8 @@ from crispml.serving.limits import (
     zip_images_json,
 )
 from crispml.serving.models import InProcess, Served, WorkerCrashed, load, png_base64
+
+MODEL_WORKER = "model worker"  # a kind of process the sandbox holds, like a job's
 
 log = logging.getLogger("crispml.serving")
 
@@ -304,7 +307,11 @@ class ModelApi:
                 try:
                     environment = self._environment(want.version)
                     self.models[weight] = load(
-                        want.version, environment, self.threads, self.limits.timeout_s
+                        want.version,
+                        environment,
+                        self.threads,
+                        self.limits.timeout_s,
+                        self._sandbox(want.version, environment),
                     )
                     self.failed.pop(weight, None)
                     log.info("serving %s (%s)", weight, want.version.algorithm)
@@ -340,6 +347,16 @@ class ModelApi:
         if not env.ready:
             raise InvalidInput(f"The environment '{version.env}' is not ready ({env.status}).")
         return env
+
+    def _sandbox(self, version: ModelVersion, env: Environment | None) -> SandboxSpec | None:
+        """A worker in another environment runs that environment's packages, which users may
+        have chosen: in a sandbox as the model's owner, seeing the model read-only."""
+        runtime = self.services.jobs.runtime
+        if env is None or not runtime.sandboxed(MODEL_WORKER, "local"):
+            return None
+        return runtime.owner_sandbox(
+            version.owner_id, env, readable=[version.path], writable=[], files=False
+        )
 
     def served(self, version: ModelVersion) -> Served:
         """A deployed version, loaded (the Deployment page's try-it form shares the API's

@@ -17,6 +17,7 @@ import select
 import subprocess
 import sys
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from crispml.core.data.prepare import apply_fitted
 from crispml.core.envs.registry import SYSTEM, Environment
 from crispml.core.errors import InvalidInput, NotFound
 from crispml.core.modeling import PREPROCESSING, ModelVersion
+from crispml.core.sandbox import PRIVATE_TMP, JobLimits, SandboxSpec
+from crispml.core.sandbox import command as sandbox_command
 
 JOBSIDE = Path(__file__).resolve().parent.parent / "jobside"
 
@@ -90,10 +93,16 @@ class Worker:
     LOAD_S = 300.0  # longest a worker may take to load its model
 
     def __init__(
-        self, argv: list[str], env: dict[str, str], label: str, timeout_s: float = 60.0
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        label: str,
+        timeout_s: float = 60.0,
+        limits: JobLimits | None = None,
     ) -> None:
         self.argv, self.env, self.label = argv, env, label
         self.timeout_s = timeout_s
+        self.limits = limits  # a sandboxed worker's memory and process limits
         self.lock = threading.Lock()
         self.process: subprocess.Popen[str] | None = None
         self.kind = ""
@@ -114,6 +123,7 @@ class Worker:
             env=self.env,
             text=True,
             bufsize=1,
+            preexec_fn=self.limits.enter if self.limits is not None else None,
         )
         self.kind = ""
 
@@ -190,6 +200,8 @@ class Worker:
         if process is not None:
             process.kill()
             process.wait()
+        if self.limits is not None:
+            self.limits.remove()
 
 
 @dataclass
@@ -294,9 +306,11 @@ def load(
     environment: Environment | None = None,
     threads: int = 1,
     timeout_s: float = 60.0,
+    sandbox: SandboxSpec | None = None,
 ) -> Served:
     """The version, in this process when ``environment`` is None or the server's own, else in
-    a worker process in that environment; a call uses at most ``threads`` threads."""
+    a worker process in that environment (inside ``sandbox`` when given: the environment's
+    packages are not the server's to trust); a call uses at most ``threads`` threads."""
     folder = Path(version.path)
     fitted = _fitted(version)
     label = f"{version.name}:{version.version}"
@@ -307,9 +321,18 @@ def load(
         backend = InProcess(folder, threads)
     else:
         argv = environment.command(["python", "-m", "crispml_serve_worker", str(folder)])
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("CRISPML_")}
-        variables = {**inherited, **environment.variables(), "OMP_NUM_THREADS": str(threads)}
-        backend = Worker(argv, variables, f"{label} ({environment.name})", timeout_s)
+        name = f"{label} ({environment.name})"
+        if sandbox is None:
+            inherited = {k: v for k, v in os.environ.items() if not k.startswith("CRISPML_")}
+            variables = {**inherited, **environment.variables(), "OMP_NUM_THREADS": str(threads)}
+            backend = Worker(argv, variables, name, timeout_s)
+        else:  # nothing of the server's environment; the model's folder read-only
+            base = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+            variables = {**environment.variables(base), "OMP_NUM_THREADS": str(threads)}
+            wrapped = sandbox_command(sandbox, argv, PRIVATE_TMP, variables)
+            worker_id = f"worker-{uuid.uuid4().hex[:12]}"
+            limits = JobLimits(worker_id, sandbox.memory_mb, sandbox.processes)
+            backend = Worker(wrapped, {"PATH": base["PATH"]}, name, timeout_s, limits)
     return Served(version, backend, fitted)
 
 

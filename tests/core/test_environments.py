@@ -73,6 +73,7 @@ def conda_stand_in(tmp_path: Path) -> tuple[str, Path]:
     ``run -p PREFIX --no-capture-output CMD...`` runs CMD with the prefix activated. The prefix
     is a real environment (made with uv) so its interpreter is real."""
     prefix = tmp_path / "miniforge" / "envs" / "Vision_Py"
+    tmp_path.chmod(0o755)  # as a real conda installation is: jobs run sandboxed as their owner
     subprocess.run(
         [
             uv_binary(),

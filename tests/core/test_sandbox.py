@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
+import site
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +66,7 @@ def connect_unix(path):
         return "connected"
 
 def write_db(path):
-    with open(path, "ab") as f:
+    with open(path, "r+b") as f:  # the database itself, not a new file of the same name
         f.write(b"x")
     return "written"
 
@@ -142,12 +146,13 @@ def running(services: Services, job: Job, seconds: float = 60) -> Job:
     return job
 
 
-def test_a_users_job_reaches_only_what_is_theirs(sandboxed: Services) -> None:
-    services, home = sandboxed, sandboxed.settings.home
+def attack(services: Services) -> dict[str, object]:
+    """Mallory's attack job against victor (a running job with a log, a notebook's record and
+    listening socket) and the app's port: what it attempted, and what it could do of its own."""
+    home = services.settings.home
     mallory, victor = services.auth.get_user("mallory"), services.auth.get_user("victor")
     secret = services.files.user_root("victor").path / "diary.txt"
     secret.write_text("victor's secret")
-    # Victor: a running job with a log, and a notebook's record and listening socket.
     victim = services.jobs.submit(
         victor.id,
         "victor",
@@ -189,23 +194,110 @@ def test_a_users_job_reaches_only_what_is_theirs(sandboxed: Services) -> None:
         listener.close()
         app.close()
     log = services.jobs.log_tail(job)
-    assert job.status == "succeeded", log
-    attempts = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    assert len(attempts) == 16, log
+    _cpu, rss = services.jobs.usage(services.jobs.get(0, victim.id, admin=True))
+    result = Path(job.workdir) / "result.txt"
+    return {
+        "status": job.status,
+        "log": log,
+        "attempts": [json.loads(line) for line in log.splitlines() if line.startswith("{")],
+        "own_file": (services.files.user_root("mallory").path / "mine.txt").read_text(),
+        "result": result.read_text() if result.exists() else "",
+        "result_uid": result.stat().st_uid if result.exists() else -1,
+        "victim": services.jobs.get(0, victim.id, admin=True).status,
+        "victim_rss": rss,
+    }
+
+
+def check_attack(found: dict[str, object]) -> list[dict[str, str]]:
+    """Every attempt refused, its own space worked, victor's job undisturbed and measured."""
+    log = found["log"]
+    assert found["status"] == "succeeded", log
+    attempts = found["attempts"]
+    assert isinstance(attempts, list) and len(attempts) == 16, log
     got = [a for a in attempts if a["result"] != "refused"]
     assert not got, got
-    print(f"\nsandbox: {len(attempts)} attempts from a job, {len(attempts) - len(got)} refused")
-    # Its own space worked, as its own OS account; the server still reads what it wrote.
-    assert "OWN OK" in log
-    uid = pwd.getpwnam("cm-mallory").pw_uid  # its own OS account, created on first use
+    assert "OWN OK" in str(log) and found["own_file"] == "mine"
+    assert found["victim"] == "running"
+    assert isinstance(found["victim_rss"], int) and found["victim_rss"] > 1_000_000
+    return attempts
+
+
+def test_a_users_job_reaches_only_what_is_theirs(sandboxed: Services) -> None:
+    attempts = check_attack(found := attack(sandboxed))
+    print(f"\nsandbox (root): {len(attempts)} attempts from a job, all refused")
+    # As its own OS account (created on first use); the server still reads what it wrote.
+    uid = pwd.getpwnam("cm-mallory").pw_uid
     assert uid != pwd.getpwnam("cm-victor").pw_uid
-    assert (services.files.user_root("mallory").path / "mine.txt").read_text() == "mine"
-    assert (Path(job.workdir) / "result.txt").read_text() == f"mine {uid}"
-    assert (Path(job.workdir) / "result.txt").stat().st_uid == uid
-    # Victor's job was not disturbed, and the process table still measures it.
-    assert services.jobs.get(0, victim.id, admin=True).status == "running"
-    _cpu, rss = services.jobs.usage(services.jobs.get(0, victim.id, admin=True))
-    assert rss > 1_000_000
+    assert found["result"] == f"mine {uid}" and found["result_uid"] == uid
+
+
+# The server as an unprivileged service account: the same attack, in a user namespace.
+UNPRIVILEGED = """
+import json, sys
+from tests.core.test_sandbox import attack
+from crispml.core.sandbox import probe
+from crispml.services import bootstrap, build_services
+from crispml.settings import Settings
+settings = Settings(home=sys.argv[1], admin_password="x" * 16, seed_demo_project=False)
+services = build_services(settings)
+bootstrap(services, samples=False)
+for name in ("mallory", "victor"):
+    services.auth.create_user(name, "lilac-harbor-93", actor="test")
+    services.auth.set_code(name, True, actor="test")
+try:
+    print(json.dumps({"capability": probe("auto").kind, **attack(services)}))
+finally:
+    services.jobs.stop_all(None, actor="test")
+"""
+
+
+def test_the_same_attack_fails_with_the_server_as_a_service_account(
+    request: pytest.FixtureRequest,
+) -> None:
+    account = "crispml-test-svc"
+    try:
+        entry = pwd.getpwnam(account)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", account], check=True)
+        entry = pwd.getpwnam(account)
+    # Its own home where it can reach it (pytest's folders are root's alone).
+    home = Path(tempfile.mkdtemp(prefix="crispml-svc-", dir="/var/tmp"))
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
+    # The system's Python with this venv's packages: the venv's own interpreter may live in a
+    # folder only root can read (pyenv's, under /root, here), as a service account's cannot.
+    repo = Path(__file__).resolve().parents[2]
+    python = "/usr/bin/python3.11" if os.path.exists("/usr/bin/python3.11") else sys.executable
+    done = subprocess.run(
+        [
+            "/usr/bin/setpriv",
+            f"--reuid={entry.pw_uid}",
+            f"--regid={entry.pw_gid}",
+            "--clear-groups",
+            "--",
+            python,
+            "-c",
+            UNPRIVILEGED,
+            str(home),
+        ],
+        cwd=repo,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": os.pathsep.join([str(repo), *site.getsitepackages()]),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["capability"] == "userns"  # what crispml doctor reports for such a server
+    attempts = check_attack(found)
+    print(f"\nsandbox (service account): {len(attempts)} attempts from a job, all refused")
+    assert found["result"] == f"mine {entry.pw_uid}"  # the server's own account, namespaced
 
 
 def test_a_link_in_place_of_the_log_is_not_followed(sandboxed: Services) -> None:

@@ -65,7 +65,8 @@ def log_in(
 
 
 def wait_for_shell(page: Page) -> None:
-    page.get_by_text("Signed in as").wait_for()
+    # The first page a new server renders imports pandas and friends: slow while the suite runs.
+    page.get_by_text("Signed in as").wait_for(timeout=60_000)
     page.wait_for_load_state("networkidle")
 
 

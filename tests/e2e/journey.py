@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, WebSocket, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import choose, log_in, settle, shot, wait_for_shell
 from tests.helpers import Server
@@ -47,8 +48,22 @@ class Newcomer:
 
     def nav(self, label: str, page: Page | None = None) -> None:
         page = page or self.page
-        page.get_by_test_id("stSidebarNav").get_by_text(label, exact=True).click()
-        expect(page.get_by_role("heading", name=label)).to_be_visible()
+        link = (
+            page.get_by_test_id("stSidebarNav")
+            .get_by_role("link")
+            .filter(has=page.get_by_text(label, exact=True))
+        )
+        heading = page.get_by_role("heading", name=label)
+        for _ in range(3):
+            link.click()
+            try:  # the address changes at once when the app took the click
+                page.wait_for_url(link.get_attribute("href") or "", timeout=10_000)
+                break
+            except PlaywrightTimeout:
+                # Streamlit's frontend drops a page switch that lands while a fragment's
+                # timed rerun (the process table, the live charts) is replacing the page.
+                continue
+        expect(heading).to_be_visible(timeout=60_000)
         settle(page)
 
     @property

@@ -50,6 +50,7 @@ def test_users_pick_the_environment_their_jobs_run_in(svc: Services) -> None:
     admin = svc.auth.first_admin()
     svc.environments.register_interpreter(admin, "py-local", "/usr/bin/python3")
     svc.auth.create_user("bob", USER_PASSWORD, actor="t")
+    svc.auth.set_code("bob", True, actor="t")  # commands on the Jobs page need the permission
     login_as(svc, "bob", USER_PASSWORD)
     at = session("environments")
     assert not at.exception

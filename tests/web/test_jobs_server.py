@@ -30,7 +30,7 @@ def jobs_of(home: Path) -> dict[str, tuple[str, int | None]]:
 
 def test_jobs_finish_after_the_web_server_is_killed(tmp_path: Path) -> None:
     server = Server(tmp_path / "home", env_extra={"CRISPML_JOBS_MAX_CONCURRENT": "3"}).start()
-    go = tmp_path / "go"
+    go = tmp_path / "home" / "users" / "admin" / "files" / "go"  # where the sandboxed jobs look
     try:
         ids = {
             cli(

@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -376,14 +377,21 @@ def test_a_model_in_another_environment_runs_in_a_worker_that_survives_a_crash(
 
         def worker() -> psutil.Process:
             found = [
-                p for p in psutil.Process(api.proc.pid).children()
-                if "crispml_serve_worker" in " ".join(p.cmdline())
+                p for p in psutil.Process(api.proc.pid).children(recursive=True)
+                if p.cmdline()[:3] == [sys.executable, "-m", "crispml_serve_worker"]
             ]  # fmt: skip
-            assert len(found) == 1, found
+            assert len(found) == 1, found  # the environment's interpreter, in its sandbox
             return found[0]
 
         first = worker()
-        assert first.cmdline()[0] == sys.executable  # the environment's interpreter
+        # As the model's owner's own OS account, seeing the model but not the server's home.
+        assert pwd.getpwuid(first.uids().real).pw_name == "cm-admin"
+        inside = Path(f"/proc/{first.pid}/root")
+        version = home[1].modeling.model("iris-elsewhere", 1)
+        assert (inside / version.path.lstrip("/") / "model.skops").exists()
+        assert (home[0] / "secret_key").exists()
+        assert not (inside / str(home[0]).lstrip("/") / "secret_key").exists()
+        assert "CRISPML_DATABASE_URL" not in first.environ()
         first.send_signal(signal.SIGSTOP)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(requests.post, url, json=[IRIS_ROW], timeout=30)

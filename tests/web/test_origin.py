@@ -3,7 +3,6 @@ The real server's routes, WebSockets included, are checked in test_server.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from crispml.settings import Settings
 from crispml.web.origin import OriginCheck, origin_of, request_origin
+from tests.helpers import in_thread
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def run(check: OriginCheck, scope: dict[str, Any]) -> tuple[bool, list[dict[str,
         sent.append(message)
 
     check.app = app
-    asyncio.run(check(scope, receive, send))
+    in_thread(check(scope, receive, send))
     return bool(reached), sent
 
 
