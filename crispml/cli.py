@@ -83,16 +83,24 @@ def _settings(**overrides: Any) -> Any:
 @contextmanager
 def _services(migrate: bool = True, **overrides: Any) -> Iterator[Any]:
     """Services for one command, with readable errors instead of tracebacks."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from crispml.services import build_services
     from crispml.store import migrate as migrations
+    from crispml.store.db import describe_fault
 
+    settings = _settings(**overrides)
     try:
-        services = build_services(_settings(**overrides))
+        services = build_services(settings)
         if migrate:
             migrations.upgrade(services.db)
         yield services
     except CrispmlError as exc:
         typer.secho(f"Error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as exc:  # outside a session (the migrations): still in words
+        url = settings.resolved_database_url
+        typer.secho(f"Error: {describe_fault(exc, url)}", fg="red", err=True)
         raise typer.Exit(1) from None
 
 

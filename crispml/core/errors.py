@@ -21,3 +21,13 @@ class Conflict(CrispmlError):
 
 class PermissionDenied(CrispmlError):
     """The asker may not do this."""
+
+
+class Unavailable(CrispmlError):
+    """A part the server needs (the database, the disk) cannot be used now; nothing was changed
+    by the request that met it. Answered as 503. ``detail`` (the driver's words) is for the
+    server's log, never for the page."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from crispml.core.apikeys import ApiKey
 from crispml.core.deployments import parse_weight
 from crispml.core.envs.registry import SYSTEM, Environment
-from crispml.core.errors import CrispmlError, InvalidInput, NotFound
+from crispml.core.errors import CrispmlError, InvalidInput, NotFound, Unavailable
 from crispml.core.modeling import ModelVersion
 from crispml.core.sandbox import SandboxSpec
 from crispml.services import Services
@@ -789,7 +789,7 @@ def create_api(api: ModelApi) -> FastAPI:
 
     @app.exception_handler(CrispmlError)
     async def _known(_request: Request, exc: CrispmlError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFound) else 400
+        status = 404 if isinstance(exc, NotFound) else 503 if isinstance(exc, Unavailable) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(Exception)

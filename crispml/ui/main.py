@@ -4,6 +4,7 @@ import logging
 
 import streamlit as st
 
+from crispml.core.errors import Unavailable
 from crispml.ui import context, navigation, workspace
 from crispml.ui.widgets import feedback
 
@@ -20,8 +21,12 @@ def save_workspace(user_id: int, *, end_of_run: bool = False) -> bool:
 
 
 st.set_page_config(page_title="crispml", page_icon=":material/insights:", layout="wide")
-auth = context.require_login()
-first_run = workspace.restore(auth.user.id)  # before the first widget renders
+try:
+    auth = context.require_login()
+    first_run = workspace.restore(auth.user.id)  # before the first widget renders
+except Unavailable as exc:  # the database is down or its disk full: say so, change nothing
+    feedback.error(str(exc))
+    st.stop()
 pages = navigation.pages_for(auth)
 current = st.navigation(pages, expanded=True)
 if first_run:

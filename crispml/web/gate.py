@@ -13,7 +13,9 @@ cannot show a cached page.
 
 from __future__ import annotations
 
+import html
 import json
+import logging
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -22,6 +24,9 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crispml.core.auth import SESSION_COOKIE, AuthSession
+from crispml.core.errors import Unavailable
+
+log = logging.getLogger("crispml.web")
 
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/login/style.css"})
 # The model API checks API keys itself (clients are programs, not browser sessions).
@@ -62,7 +67,17 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         token = cookie(scope, SESSION_COOKIE)
-        auth = await anyio.to_thread.run_sync(self.authenticate, token) if token else None
+        try:
+            auth = await anyio.to_thread.run_sync(self.authenticate, token) if token else None
+        except Unavailable as exc:  # the database is down or full: say so, keep the cookie
+            log.warning("%s (%s)", exc, exc.detail)
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
+            elif scope["path"] in PUBLIC_PATHS:  # /healthz and the login page report it
+                await self.app(scope, receive, send)
+            else:
+                await unavailable(scope, send, str(exc))
+            return
         if auth is not None:
             scope.setdefault("state", {})["auth"] = auth
             await self.app(
@@ -101,6 +116,24 @@ async def _refuse_http(scope: Scope, send: Send, *, had_cookie: bool) -> None:
         (b"www-authenticate", b'Cookie realm="crispml"'),
     ]
     await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def unavailable(scope: Scope, send: Send, message: str) -> None:
+    """503 with the reason: a small page for browsers, JSON for programs."""
+    headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store"), (b"retry-after", b"5")]
+    if wants_page(scope):
+        body = (
+            "<!doctype html><meta charset=utf-8><title>crispml: unavailable</title>"
+            "<main style='font-family:sans-serif;max-width:40em;margin:4em auto'>"
+            f"<h1>crispml cannot answer now</h1><p>{html.escape(message)}</p>"
+            "<p><a href=''>Try again</a></p></main>"
+        ).encode()
+        headers.append((b"content-type", b"text/html; charset=utf-8"))
+    else:
+        body = json.dumps({"detail": message}).encode()
+        headers.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -1,6 +1,12 @@
-"""/healthz (public liveness and database check) and /metrics (Prometheus, admins only)."""
+"""/healthz (public: can the database and the disk be written now?) and /metrics (admins)."""
 
 from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -60,10 +66,40 @@ class RequestCounter:
         await self.app(scope, receive, counted)
 
 
+def check_parts(services: Services) -> dict[str, dict[str, object]]:
+    """What /healthz reports: whether a write can be made now, to the database and to the disk
+    of CRISPML_HOME (users' files, runs, models), and why not."""
+    database = services.db.write_check()
+    disk = disk_check(services.settings.home)
+    return {
+        "database": {"ok": not database, **({"problem": database} if database else {})},
+        "disk": {"ok": not disk, **({"problem": disk} if disk else {})},
+    }
+
+
+def disk_check(home: Path) -> str:
+    """'' when a small file can be written, synced and removed in ``home``, else why not."""
+    probe = home / f".healthz-{os.getpid()}"
+    try:
+        with probe.open("wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        free = shutil.disk_usage(home).free // 1_000_000 if home.exists() else 0
+        why = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+        return f"Files cannot be written in CRISPML_HOME: {why} ({free} MB free)."
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return ""
+
+
 def health_routes(services: Services, metrics: Metrics) -> list[Route]:
     async def healthz(request: Request) -> Response:
-        ok = await run_in_threadpool(services.db.ping)
-        body = {"status": "ok" if ok else "degraded", "database": ok, "version": __version__}
+        parts = await run_in_threadpool(check_parts, services)
+        ok = all(part["ok"] for part in parts.values())
+        body = {"status": "ok" if ok else "failing", **parts, "version": __version__}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics_endpoint(request: Request) -> Response:

@@ -12,6 +12,7 @@ address: the connection's, or X-Forwarded-For's only from a proxy listed in ``tr
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 from collections.abc import Sequence
 from html import escape
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from crispml import __version__
 from crispml.core import tokens
 from crispml.core.auth import SESSION_COOKIE, AuthSession, LoginFailed, hash_token
+from crispml.core.errors import Unavailable
 from crispml.services import Services
 
 CSRF_COOKIE = "crispml_csrf"
@@ -246,6 +248,11 @@ class LoginRoutes:
             return self._form(
                 request, message=str(exc), username=username, next_path=next_path, status=status
             )
+        except Unavailable as exc:  # the database is down or its disk full: say so
+            logging.getLogger("crispml.web").warning("login: %s (%s)", exc, exc.detail)
+            return self._form(
+                request, message=str(exc), username=username, next_path=next_path, status=503
+            )
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -274,7 +281,10 @@ class LoginRoutes:
 <form method="post" action="/logout"><input type="hidden" name="t" value="{fresh}">
 <button type="submit">Log out</button></form>"""
             return _page("Log out", body)
-        await run_in_threadpool(self.services.auth.logout, token)
+        try:
+            await run_in_threadpool(self.services.auth.logout, token)
+        except Unavailable as exc:
+            return _page("Log out", _alert("error", str(exc)), 503)
         response = RedirectResponse("/login?logged_out=1", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
         return response

@@ -47,6 +47,11 @@ def unexpected(exc: BaseException, what: str = "Something went wrong") -> None:
     import logging
     import secrets
 
+    from crispml.core.errors import Unavailable
+
+    if isinstance(exc, Unavailable):  # not a bug: the database or the disk, said in words
+        error(str(exc))
+        return
     reference = secrets.token_hex(4)
     logging.getLogger("crispml.ui").error("%s (reference %s)", what, reference, exc_info=exc)
     error(
