@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
 from crispml import services as services_module
+from crispml.core.jobs import SERVICE_KINDS
 from crispml.services import Services, bootstrap, build_services
 from crispml.serving.app import create_api, shared_api
 from crispml.settings import Settings, load_settings
@@ -103,6 +104,9 @@ def build_parts(settings: Settings | None = None) -> AppParts:
         else:
             log.info("sandbox: %s", sandbox.message)
         yield {}
+        if settings.services_on_shutdown == "stop":  # else they run on, reattached at start
+            count = services.jobs.stop_all(None, actor="shutdown", kinds=SERVICE_KINDS)
+            log.info("stopped %d service(s) at shutdown (services_on_shutdown = stop)", count)
         services.db.dispose()
 
     routes: list[BaseRoute] = [

@@ -86,6 +86,8 @@ def build_services(settings: Settings) -> Services:
                 settings.jobs_max_concurrent or (os.cpu_count() or 2),
                 settings.jobs_max_per_user,
                 settings.jobs_stop_grace,
+                settings.services_max_concurrent,
+                settings.services_max_per_user,
             ),
             executor_name=settings.jobs_executor,
             executor_env={"CRISPML_RAY_ADDRESS": settings.ray_address},

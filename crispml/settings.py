@@ -206,6 +206,20 @@ class Settings(BaseSettings):
     jobs_max_per_user: int = Field(
         default=0, ge=0, description="Jobs one user may run at once; 0 means no per-user limit."
     )
+    services_max_concurrent: int = Field(
+        default=16,
+        ge=1,
+        description="Services (notebook and API servers) running at once, for all users; they "
+        "do not count against jobs_max_concurrent.",
+    )
+    services_max_per_user: int = Field(
+        default=2, ge=1, description="Services one user may run at once (a notebook, an API)."
+    )
+    services_on_shutdown: Literal["keep", "stop"] = Field(
+        default="keep",
+        description="What happens to running services when the web server stops: 'keep' them "
+        "running (reattached at the next start) or 'stop' them.",
+    )
     jobs_stop_grace: float = Field(
         default=10.0, gt=0, description="Seconds between SIGTERM and SIGKILL when stopping a job."
     )

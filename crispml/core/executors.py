@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -118,6 +119,7 @@ class LocalExecutor:
         self._home = home
         self._env = env or {}
         self._processes: dict[tuple[int, float], psutil.Process] = {}
+        self._seen: set[int] = set()  # pids whose CPU was looked at once
 
     def submit(self, request: LaunchRequest) -> None:
         launch = {
@@ -186,13 +188,23 @@ class LocalExecutor:
             assert handle.pid is not None
             procs = [self._process(handle.pid)]
             procs += [self._process(c.pid) for c in procs[0].children(recursive=True)]
-            # cpu_percent compares with the previous call on the same Process object, so the
-            # objects are kept between refreshes of the table.
-            cpu = sum(p.cpu_percent(interval=None) for p in procs)
+            cpu = sum(self._cpu(p) for p in procs)
             rss = sum(p.memory_info().rss for p in procs)
             return cpu, rss
         except psutil.Error:
             return 0.0, 0
+
+    def _cpu(self, proc: psutil.Process) -> float:
+        """CPU percent since the previous look at this process (the objects are kept between
+        refreshes of the table); the first look, which psutil answers with 0, is the average
+        over the process's life instead."""
+        if proc.pid not in self._seen:
+            self._seen.add(proc.pid)
+            proc.cpu_percent(interval=None)  # the baseline for the next look
+            times = proc.cpu_times()
+            age = max(time.time() - proc.create_time(), 1e-3)
+            return float(100.0 * (times.user + times.system) / age)
+        return float(proc.cpu_percent(interval=None))
 
     def _process(self, pid: int) -> psutil.Process:
         proc = psutil.Process(pid)
@@ -201,6 +213,8 @@ class LocalExecutor:
         if cached is None:
             if len(self._processes) > 1000:
                 self._processes.clear()
+                self._seen.clear()
+            self._seen.discard(pid)  # a new process under a reused pid
             cached = self._processes[key] = proc
         return cached
 

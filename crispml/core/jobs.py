@@ -51,8 +51,28 @@ Status = Literal["queued", "starting", "running", "succeeded", "failed", "stoppe
 ACTIVE = ("queued", "starting", "running")
 LIVE = ("starting", "running")
 FINISHED = ("succeeded", "failed", "stopped", "lost")
-KINDS = ("training", "script", "environment build", "notebook server", "api server", "profile")
+KINDS = (
+    "training",
+    "sweep trial",
+    "script",
+    "environment build",
+    "notebook server",
+    "api server",
+    "profile",
+)
 # Jobs whose program the user chose: a permission (code), never run outside a sandbox for users.
+# Long-lived servers that wait for requests: counted apart from work (Limits).
+SERVICE_KINDS = ("notebook server", "api server")
+# What the pages call each kind.
+KIND_LABELS = {
+    "training": "training",
+    "sweep trial": "sweep trial",
+    "script": "command",
+    "environment build": "environment build",
+    "notebook server": "notebook",
+    "api server": "API server",
+    "profile": "profile",
+}
 CODE_KINDS = ("script", "notebook server")
 # Jobs that run crispml's own server code with the server's rights (they need its database, or
 # build environments for everyone); every other kind runs sandboxed as its owner.
@@ -106,9 +126,38 @@ class Job:
 
 @dataclass(frozen=True)
 class Limits:
+    """How many jobs run at once. Work (training, commands, profiles, builds) and services
+    (notebook and API servers, which wait for requests rather than compute) have limits of
+    their own, so a user's open JupyterLab never takes a training slot."""
+
     max_concurrent: int = os.cpu_count() or 2
     max_per_user: int = 0  # 0: no per-user limit
     stop_grace: float = 10.0
+    services_max: int = 16
+    services_max_per_user: int = 2
+
+    def environment(self) -> dict[str, str]:
+        """For supervisors, which schedule the queue without the server's settings."""
+        return {
+            "CRISPML_JOBS_MAX_CONCURRENT": str(self.max_concurrent),
+            "CRISPML_JOBS_MAX_PER_USER": str(self.max_per_user),
+            "CRISPML_JOBS_STOP_GRACE": str(self.stop_grace),
+            "CRISPML_SERVICES_MAX_CONCURRENT": str(self.services_max),
+            "CRISPML_SERVICES_MAX_PER_USER": str(self.services_max_per_user),
+        }
+
+    @classmethod
+    def from_environment(cls) -> Limits:
+        def number(name: str, default: float) -> float:
+            return float(os.environ.get(name) or 0) or default
+
+        return cls(
+            int(number("CRISPML_JOBS_MAX_CONCURRENT", os.cpu_count() or 2)),
+            int(number("CRISPML_JOBS_MAX_PER_USER", 0)),
+            number("CRISPML_JOBS_STOP_GRACE", 10.0),
+            int(number("CRISPML_SERVICES_MAX_CONCURRENT", 16)),
+            int(number("CRISPML_SERVICES_MAX_PER_USER", 2)),
+        )
 
 
 def _to_job(row: JobRow, owner: str) -> Job:
@@ -157,12 +206,11 @@ class JobRuntime:
         self.ray_trusted = ray_trusted
         self._clock = clock
         # The supervisor reads the limits from these variables when it schedules the queue.
-        limits_env = {
-            "CRISPML_JOBS_MAX_CONCURRENT": str(limits.max_concurrent),
-            "CRISPML_JOBS_MAX_PER_USER": str(limits.max_per_user),
-            "CRISPML_JOBS_STOP_GRACE": str(limits.stop_grace),
+        self._executor_env = {
+            **limits.environment(),
+            **self.sandbox.environment(),
+            **(executor_env or {}),
         }
-        self._executor_env = {**limits_env, **self.sandbox.environment(), **(executor_env or {})}
         self.executor = executor or load_executor(executor_name, db.url, home, self._executor_env)
         self._executors: dict[str, Executor] = {self.executor.name: self.executor}
         self.environments = EnvironmentRegistry(db, home, clock)
@@ -175,12 +223,12 @@ class JobRuntime:
 
     @classmethod
     def from_url(cls, url: str, home: Path) -> JobRuntime:
-        limits = Limits(
-            int(os.environ.get("CRISPML_JOBS_MAX_CONCURRENT") or 0) or (os.cpu_count() or 2),
-            int(os.environ.get("CRISPML_JOBS_MAX_PER_USER") or 0),
-            float(os.environ.get("CRISPML_JOBS_STOP_GRACE") or 10),
+        return cls(
+            Database(url),
+            home,
+            Limits.from_environment(),
+            sandbox=SandboxSettings.from_environment(),
         )
-        return cls(Database(url), home, limits, sandbox=SandboxSettings.from_environment())
 
     def workdir(self, job_id: str) -> Path:
         return self.home / "runs" / job_id
@@ -234,21 +282,28 @@ class JobRuntime:
         """Start queued jobs, oldest first, while the limits allow. Returns how many started."""
         started = 0
         with exclusive(self.db, "jobs"), self.db.session() as s:
-            live = list(s.execute(select(JobRow.owner_id).where(JobRow.status.in_(LIVE))).scalars())
-            per_user: dict[int, int] = {}
-            for owner in live:
-                per_user[owner] = per_user.get(owner, 0) + 1
-            free = self.limits.max_concurrent - len(live)
+            # Work and services are counted apart: (is a service, owner) -> running.
+            per_user: dict[tuple[bool, int], int] = {}
+            running = {False: 0, True: 0}
+            for kind, owner in s.execute(
+                select(JobRow.kind, JobRow.owner_id).where(JobRow.status.in_(LIVE))
+            ):
+                service = kind in SERVICE_KINDS
+                per_user[service, owner] = per_user.get((service, owner), 0) + 1
+                running[service] += 1
+            most = {False: self.limits.max_concurrent, True: self.limits.services_max}
+            most_each = {False: self.limits.max_per_user, True: self.limits.services_max_per_user}
             for row in s.scalars(
                 select(JobRow)
                 .where(JobRow.status == "queued")
                 .order_by(JobRow.created_at, JobRow.id)
             ):
-                if free <= 0:
-                    break
+                service = row.kind in SERVICE_KINDS
+                if running[service] >= most[service]:
+                    continue  # the other group may still have room
                 if (
-                    self.limits.max_per_user
-                    and per_user.get(row.owner_id, 0) >= self.limits.max_per_user
+                    most_each[service]
+                    and per_user.get((service, row.owner_id), 0) >= most_each[service]
                 ):
                     continue
                 env, problem = self._precheck(row)
@@ -269,8 +324,8 @@ class JobRuntime:
                 row.status = "starting"
                 s.flush()
                 self._launch(row, env, sandbox)
-                per_user[row.owner_id] = per_user.get(row.owner_id, 0) + 1
-                free -= 1
+                per_user[service, row.owner_id] = per_user.get((service, row.owner_id), 0) + 1
+                running[service] += 1
                 started += 1
         return started
 
@@ -585,8 +640,9 @@ class JobService:
             self.runtime.executor_for(executor).stop(handle)
         return self.get(user_id, job_id, admin=True)
 
-    def stop_all(self, user_id: int | None, *, actor: str) -> int:
-        jobs = self.history(user_id, statuses=ACTIVE)
+    def stop_all(self, user_id: int | None, *, actor: str, kinds: Iterable[str] = ()) -> int:
+        """Stop every running and queued job (of ``kinds``, if given) of a user, or of all."""
+        jobs = self.history(user_id, statuses=ACTIVE, kinds=kinds)
         for job in jobs:
             with contextlib.suppress(Conflict):
                 self.stop(0, job.id, admin=True, actor=actor)

@@ -102,6 +102,32 @@ def test_the_concurrency_limit_holds_and_every_job_finishes(jobs: JobService, ow
     assert most <= 2
 
 
+def test_services_do_not_take_the_slots_of_work(services: Services, owner) -> None:
+    """A notebook and an API server running, the default work limit of 2 on this 2-core machine:
+    two training runs still start at once. Services have their own limits (2 per user here)."""
+    runtime = JobRuntime(
+        services.db, services.settings.home, Limits(2, 0, 1.0, services_max_per_user=2)
+    )
+    jobs = JobService(runtime, services.audit)
+    wait = "import time; time.sleep(60)"
+    notebook = run(jobs, owner, wait, kind="notebook server")
+    api = run(jobs, owner, wait, kind="api server")
+    third = run(jobs, owner, wait, kind="notebook server")  # over the per-user service limit
+    wait_for(lambda: all(jobs.get(owner[0], j).status == "running" for j in (notebook, api)))
+    first = run(jobs, owner, wait, kind="training")
+    second = run(jobs, owner, wait, kind="training")
+    wait_for(lambda: all(jobs.get(owner[0], j).status == "running" for j in (first, second)))
+    assert jobs.get(owner[0], third).status == "queued"
+    queued = run(
+        jobs, owner, wait, kind="training"
+    )  # work is still limited to 2 (scheduled at submit)
+    assert jobs.get(owner[0], queued).status == "queued"
+    jobs.stop(owner[0], notebook, actor="t")
+    wait_for(lambda: jobs.get(owner[0], third).status == "running")  # a service slot freed
+    assert jobs.get(owner[0], queued).status == "queued"  # not a work slot
+    jobs.stop_all(None, actor="t")
+
+
 def test_stop_sends_sigterm_then_sigkill(jobs: JobService, owner) -> None:
     polite = run(jobs, owner, "import time; print('up', flush=True); time.sleep(60)")
     wait_for(lambda: "up" in jobs.log_tail(jobs.get(owner[0], polite)))

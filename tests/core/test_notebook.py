@@ -44,11 +44,13 @@ def test_a_jupyterlab_that_fails_to_start_says_why(settings: Settings) -> None:
     """Something other than a socket takes its socket's place while it waits in the queue:
     JupyterLab itself refuses to start, the job fails, and the state says so with the log's
     end."""
-    services = build_services(settings.model_copy(update={"jobs_max_concurrent": 1}))
+    services = build_services(settings.model_copy(update={"services_max_concurrent": 1}))
     bootstrap(services, samples=False)
     admin = services.auth.first_admin()
-    blocker = services.jobs.submit(
-        admin.id, admin.username, JobSpec([sys.executable, "-c", "import time; time.sleep(60)"])
+    blocker = services.jobs.submit(  # another service holds the one service slot
+        admin.id,
+        admin.username,
+        JobSpec([sys.executable, "-c", "import time; time.sleep(60)"], kind="api server"),
     )
     state = services.notebooks.start(admin)
     assert state.job is not None and state.job.status == "queued"

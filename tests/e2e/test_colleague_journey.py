@@ -75,7 +75,7 @@ def test_a_colleague_walks_the_same_path_and_finds_only_their_own(
     items = options(page, "Item")
     assert "bob-classes.txt" in items and "admin-notes.txt" not in items, items  # notebook's
     bob.nav("Jobs")
-    expect(page.get_by_text("No job is running or queued.")).to_be_visible()
+    expect(page.get_by_text("No work is running or queued.")).to_be_visible()
     assert not any(job in page.content() for job in admins_work.job_ids)
     bob.nav("Saved work")
     assert options(page, "Saved work") == [bob.saved]

@@ -23,7 +23,7 @@ def test_the_process_table_follows_and_stops_jobs(server: Server, new_page) -> N
     page.goto(server.url + "/jobs")
     log_in(page, server)
     wait_for_shell(page)
-    expect(page.get_by_text("No job is running or queued.")).to_be_visible()
+    expect(page.get_by_text("No work is running or queued.")).to_be_visible()
     long_run = submit(server, "long-run", 120)
     submit(server, "short-run", 10)
     # The table refreshes itself (st.fragment run_every): no reload from here on.
@@ -34,12 +34,14 @@ def test_the_process_table_follows_and_stops_jobs(server: Server, new_page) -> N
     # short-run ends on its own and leaves the table, still without a reload
     expect(sidebar.get_by_text("short-run", exact=False)).to_have_count(0, timeout=40_000)
     expect(sidebar.get_by_text("1 job active")).to_be_visible()
+    # ... and the history, refreshed with the table from the same query, within one refresh.
+    expect(page.get_by_text("2 job(s), 1 finished.")).to_be_visible(timeout=5_000)
 
     settle(page)
     page.get_by_role("button", name="Stop job").click()
     page.get_by_role("button", name="Confirm").click()
     expect(sidebar.get_by_text("No jobs running.")).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("No job is running or queued.")).to_be_visible()
+    expect(page.get_by_text("No work is running or queued.")).to_be_visible()
     status = server.cli("jobs", "status", long_run)
     assert "stopped" in status
     assert "SIGTERM" in status

@@ -208,6 +208,20 @@ def test_notebooks_need_permission_and_admins_grant_it(app_services: Services) -
     assert "Not started." in at.markdown[0].value
 
 
+def test_the_command_box_needs_the_code_permission(app_services: Services) -> None:
+    app_services.auth.create_user("nina", "lilac-harbor-93", actor="test")
+    login_as(app_services, "nina", "lilac-harbor-93")
+    at = page("jobs").run()
+    assert not at.exception
+    notes = [i.value for i in at.info]
+    assert "No work is running or queued. Train a model." in notes
+    assert any("Running commands is not enabled for your account" in n for n in notes)
+    assert "Command" not in [t.label for t in at.text_input]
+    app_services.auth.set_code("nina", True, actor="test")
+    at = page("jobs").run()
+    assert "Command" in [t.label for t in at.text_input]
+
+
 def test_about_shows_the_version_license_and_notices(app_services: Services) -> None:
     login_as(app_services, "admin")
     at = page("about").run()

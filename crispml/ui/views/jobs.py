@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time
 import streamlit as st
 
 from crispml.core.errors import CrispmlError
-from crispml.core.jobs import FINISHED, KINDS, Job, JobSpec
+from crispml.core.jobs import FINISHED, KIND_LABELS, KINDS, Job, JobSpec
 from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views import environments
@@ -84,12 +84,11 @@ def render() -> None:
     st.title("Jobs")
     st.caption(
         "Long computations run as separate processes: they go on when you close the "
-        "browser and when the web server restarts."
+        "browser and when the web server restarts. **Work** (training, sweep trials, "
+        "commands, profiles, environment builds) shares the machine's job slots; "
+        "**services** (notebooks, API servers) wait for requests and have slots of their own."
     )
     feedback.show_pending()
-    st.subheader("Running and queued")
-    process_table.full()
-
     if not user.may_run_code:
         st.info(
             "Running commands is not enabled for your account: an admin allows it on Users and "
@@ -98,20 +97,35 @@ def render() -> None:
         )
     else:
         _command_box()
+    _live()
+    _chosen_details()
 
+
+@st.fragment(run_every=process_table.REFRESH)
+def _live() -> None:
+    """Running and queued, then the history: one query, so they never disagree, refreshed
+    together."""
+    user = context.current_user()
+    everything = context.services().jobs.history(None if user.is_admin else user.id, limit=1000)
+    process_table.full([j for j in everything if not j.finished])
     st.subheader("History")
     f1, f2, f3 = st.columns(3)
     statuses = f1.multiselect("Status", STATUSES, key=ws.user_key("jobs.filter_status"))
-    kinds = f2.multiselect("Kind", list(KINDS), key=ws.user_key("jobs.filter_kind"))
+    kinds = f2.multiselect(
+        "Kind",
+        list(KINDS),
+        format_func=KIND_LABELS.__getitem__,
+        key=ws.user_key("jobs.filter_kind"),
+    )
     since = f3.date_input("Since", value=None, key="jobs.filter_since")
     start = datetime.combine(since, time(), UTC) if since else None
-    jobs = context.services().jobs.history(
-        None if user.is_admin else user.id,
-        statuses=statuses,
-        kinds=kinds,
-        since=start,
-        limit=1000,
-    )
+    jobs = [
+        j
+        for j in everything
+        if (not statuses or j.status in statuses)
+        and (not kinds or j.kind in kinds)
+        and (start is None or j.created_at >= start)
+    ]
     if not jobs:
         st.info(
             "No jobs match: clear the filters to see them all."
@@ -126,7 +140,7 @@ def render() -> None:
                 "Id": j.id,
                 "Name": j.name,
                 "Owner": j.owner,
-                "Kind": j.kind,
+                "Kind": KIND_LABELS.get(j.kind, j.kind),
                 "Status": j.status,
                 "Exit": j.signal or ("" if j.exit_code is None else j.exit_code),
                 "Created (UTC)": f"{j.created_at:%Y-%m-%d %H:%M:%S}",
@@ -137,7 +151,16 @@ def render() -> None:
         hide_index=True,
         width="stretch",
     )
-    labels = {j.id: f"{j.name} ({j.id}, {j.status})" for j in jobs}
+    finished = sum(j.status in FINISHED for j in jobs)
+    st.caption(f"{len(jobs)} job(s), {finished} finished.")
+
+
+def _chosen_details() -> None:
+    user = context.current_user()
+    jobs = context.services().jobs.history(None if user.is_admin else user.id, limit=1000)
+    if not jobs:
+        return
+    labels = {j.id: f"{j.name} ({j.id}, {KIND_LABELS.get(j.kind, j.kind)})" for j in jobs}
     chosen = st.selectbox(
         "Job details",
         list(labels),
@@ -148,5 +171,3 @@ def render() -> None:
     )
     if chosen:
         _details(next(j for j in jobs if j.id == chosen))
-    finished = sum(j.status in FINISHED for j in jobs)
-    st.caption(f"{len(jobs)} job(s), {finished} finished.")

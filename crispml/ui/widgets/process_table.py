@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from crispml.core.errors import CrispmlError
-from crispml.core.jobs import ACTIVE, Job
+from crispml.core.jobs import ACTIVE, KIND_LABELS, SERVICE_KINDS, Job
 from crispml.ui import context
 from crispml.ui.widgets import feedback
 from crispml.ui.widgets.confirm import confirm_button
@@ -24,6 +24,36 @@ def duration(job: Job) -> str:
         return ""
     end = job.ended_at or datetime.now(UTC)
     return hms((end - job.started_at).total_seconds())
+
+
+def _table(jobs: list[Job]) -> None:
+    service = context.services().jobs
+    rows = []
+    for job in jobs:
+        cpu, rss = service.usage(job)
+        rows.append(
+            {
+                "Name": job.name,
+                "Kind": KIND_LABELS.get(job.kind, job.kind),
+                "Owner": job.owner,
+                "Status": job.status,
+                "Started": f"{job.started_at:%H:%M:%S}" if job.started_at else "",
+                "Duration": duration(job),
+                "CPU %": round(cpu, 1),
+                "Memory MB": round(rss / 1e6, 1),
+                "Id": job.id,
+            }
+        )
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "Name": st.column_config.TextColumn(width="large"),
+            "CPU %": st.column_config.NumberColumn(format="%.1f", width="small"),
+            "Memory MB": st.column_config.NumberColumn(format="%.1f", width="small"),
+        },
+    )
 
 
 def hms(seconds: float) -> str:
@@ -53,34 +83,27 @@ def compact() -> None:
         )
 
 
-@st.fragment(run_every=REFRESH)
-def full() -> None:
-    """The Jobs page's live table: name, owner, status, started, duration, CPU %, memory."""
+def full(jobs: list[Job]) -> None:
+    """The Jobs page's table of running and queued jobs, work and services apart: name,
+    owner, kind, status, started, duration, CPU %, memory; stop one or all. The page refreshes
+    it (with the history, from the same query)."""
     user = context.current_user()
     service = context.services().jobs
-    jobs = _visible_jobs()
+    work = [j for j in jobs if j.kind not in SERVICE_KINDS]
+    services = [j for j in jobs if j.kind in SERVICE_KINDS]
+    st.subheader("Work: running and queued")
+    if work:
+        _table(work)
+    else:
+        hint = "Run a command above, or train a model." if user.may_run_code else "Train a model."
+        st.info(f"No work is running or queued. {hint}", icon=":material/info:")
+    st.subheader("Services")
+    if services:
+        _table(services)
+    else:
+        st.caption("No notebook or API server is running.")
     if not jobs:
-        st.info(
-            "No job is running or queued. Submit one below, or train a model.",
-            icon=":material/info:",
-        )
         return
-    rows = []
-    for job in jobs:
-        cpu, rss = service.usage(job)
-        rows.append(
-            {
-                "Id": job.id,
-                "Name": job.name,
-                "Owner": job.owner,
-                "Status": job.status,
-                "Started (UTC)": f"{job.started_at:%H:%M:%S}" if job.started_at else "",
-                "Duration": duration(job),
-                "CPU %": round(cpu, 1),
-                "Memory (MB)": round(rss / 1e6, 1),
-            }
-        )
-    st.dataframe(rows, hide_index=True, width="stretch")
     labels = {j.id: f"{j.name} ({j.id}, {j.status})" for j in jobs}
     chosen = st.selectbox(
         "Job", list(labels), format_func=labels.__getitem__, key="jobs.live_choice"
