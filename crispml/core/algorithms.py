@@ -55,18 +55,34 @@ class Param:
                     raise ValueError(value)
                 number = int(number)
         except (TypeError, ValueError):
-            expected = f"one of {', '.join(self.choices)}" if self.choices else f"a {self.kind}"
+            if self.choices:
+                expected = f"one of {', '.join(self.choices)}"
+            else:
+                expected = ("a whole number" if self.kind == "int" else "a number") + self.range
             raise InvalidInput(f"{self.name}: '{value}' is not {expected}.") from None
         if isinstance(number, float) and not math.isfinite(number):
             raise InvalidInput(f"{self.name}: '{value}' is not a finite number.")
         if (self.low is not None and number < self.low) or (
             self.high is not None and number > self.high
         ):
-            raise InvalidInput(
-                f"{self.name} = {value} is out of range: it must be between {self.low} and "
-                f"{self.high}."
-            )
+            raise InvalidInput(f"{self.name} = {value} is out of range: it must be{self.range}.")
         return number
+
+    @property
+    def range(self) -> str:
+        """' between 1 and 10000', ' at least 0' ... ('' without bounds)."""
+        low, high = (self.show(b) if b is not None else None for b in (self.low, self.high))
+        if low is not None and high is not None:
+            return f" between {low} and {high}"
+        if low is not None:
+            return f" at least {low}"
+        return f" at most {high}" if high is not None else ""
+
+    def show(self, value: Any) -> str:
+        """A value as a form shows it (and parses it back exactly)."""
+        if self.kind == "int" and isinstance(value, (int, float)):
+            return str(int(value))
+        return repr(float(value)) if self.kind == "float" else str(value)
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def test_bad_requests_are_refused_before_any_job_starts(svc, admin, project, iri
     raw = next(d for d in svc.datasets.all(admin.id, project.id) if d.name == "Iris")
     cases = [
         (iris.id, "logistic_regression", {"C": 0}, "system", "C = 0 is out of range"),
-        (iris.id, "logistic_regression", {"C": "many"}, "system", "'many' is not a float"),
+        (iris.id, "logistic_regression", {"C": "many"}, "system", "'many' is not a number between"),
         (iris.id, "logistic_regression", {"gamma": 1}, "system", "has no hyperparameter 'gamma'"),
         (iris.id, "knn_classifier", {"weights": "x"}, "system", "one of uniform, distance"),
         (iris.id, "ridge_regression", {}, "system", "is for regression, but"),
@@ -308,7 +308,7 @@ def test_review_fixes_without_training(svc, admin, iris, sklearn_runs, tmp_path:
         f1_score(truth, predicted, average="macro", zero_division=0)
     )
     # Non-finite integers are a message, not an OverflowError.
-    with pytest.raises(InvalidInput, match="'inf' is not a int"):
+    with pytest.raises(InvalidInput, match="'inf' is not a whole number"):
         Param("n", "int", 1, 1, 10).parse("inf")
     # A huge sweep is refused before anything is built; random points are drawn lazily.
     started = time.monotonic()

@@ -86,6 +86,12 @@ def test_create_switch_and_edit_projects(app_services: Services) -> None:
     button(at, "Create project").click().run()
     assert "already have a project named 'Churn'" in at.error[0].value
     assert at.text_input(key="wsu.business.new.name").value == "Churn"
+    # No name: the message in the panel, which stays open.
+    at.text_input(key="wsu.business.new.name").input("")
+    button(at, "Create project").click().run()
+    panel = next(e for e in at.expander if e.label == "New project")
+    assert panel.proto.expanded
+    assert [e.value for e in panel.error] == ["A project needs a name."]
     names = [p.name for p in app_services.projects.list(admin.id)]
     assert sorted(names) == ["Churn", "Iris species"]
 

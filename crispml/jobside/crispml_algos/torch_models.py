@@ -80,7 +80,7 @@ def _train_mlp(ctx: Any) -> None:
             loss = loss_fn(model(x[rows]), y[rows])
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(rows)
+            total += loss.item() * len(rows)
         values = {"train_loss": total / len(x)}
         if validation is not None:
             predicted, _ = _mlp_predict(
@@ -248,7 +248,7 @@ def _train_unet(ctx: Any) -> None:
             loss = loss_fn(model(xb), yb)
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(rows)
+            total += loss.item() * len(rows)
         values = {"train_loss": total / len(x)}
         if val is not None:
             predicted = _segment(model, val[0])

@@ -58,12 +58,15 @@ def _reset_edits(project: Project) -> None:
         st.session_state[EDIT[field]] = getattr(project, field)
 
 
+NEW_ERROR = "business.new_project_error"
+
+
 def _create() -> None:
     user = context.current_user()
     try:
         created = context.services().projects.create(user.id, _fields(NEW), actor=user.username)
-    except CrispmlError as exc:
-        feedback.queue_error(exc)
+    except CrispmlError as exc:  # shown in the panel, which stays open with what was typed
+        st.session_state[NEW_ERROR] = str(exc)
         return
     for key in NEW.values():
         st.session_state[key] = ""
@@ -149,6 +152,11 @@ def render() -> None:
             width="stretch",
         )
 
-    with st.expander("New project", expanded=current is None, icon=":material/add:"):
+    problem = st.session_state.pop(NEW_ERROR, None)
+    with st.expander(
+        "New project", expanded=current is None or problem is not None, icon=":material/add:"
+    ):
+        if problem:
+            feedback.error(problem)
         _inputs(NEW)
         st.button("Create project", type="primary", on_click=_create)

@@ -69,7 +69,12 @@ def _builds() -> None:
         st.markdown(f"**Building {env.name}** (job `{env.build_job}`)")
         if env.build_job:
             job = services.jobs.get(0, env.build_job, admin=True)
-            st.code(services.jobs.log_tail(job, 8_000) or "(starting)", language=None, height=200)
+            st.code(
+                services.jobs.log_tail(job, 8_000) or "(starting)",
+                language=None,
+                height=200,
+                wrap_lines=True,
+            )
 
 
 def _build_form() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shlex
 from datetime import UTC, datetime, time
+from pathlib import Path
 
 import streamlit as st
 
 from crispml.core.errors import CrispmlError
 from crispml.core.jobs import FINISHED, KIND_LABELS, KINDS, Job, JobSpec
+from crispml.core.records import read_job_file
 from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views import environments
@@ -62,6 +66,11 @@ def _details(job: Job) -> None:
     service = context.services().jobs
     st.markdown(f"**{job.name}** · `{job.id}` · {job.status}")
     st.caption("Command: `" + " ".join(shlex.quote(a) for a in job.argv) + "`")
+    if job.kind in ("training", "sweep trial"):  # what the command trains with: its run.json
+        with contextlib.suppress(OSError, ValueError):
+            spec = json.loads(read_job_file(Path(job.workdir) / "run.json", 1_000_000))
+            shown = ", ".join(f"{k}={v!r}" for k, v in (spec.get("params") or {}).items())
+            st.caption(f"Parameters ({spec.get('algorithm')}): {shown}, seed={spec.get('seed')}")
     if job.error:
         st.caption(f"Outcome: {job.error}")
     live_plots.show([live_plots.Watched(job.name, job.id)], key="jobs")

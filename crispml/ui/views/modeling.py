@@ -35,27 +35,31 @@ def key_metric(run: Run) -> tuple[str, float | None]:
     return name, None
 
 
-def _param_input(spec: AlgorithmSpec, p: Param) -> Any:
+def _param_input(spec: AlgorithmSpec, p: Param) -> tuple[Any, str]:
+    """The field of one hyperparameter and (value, problem). Numbers are typed as text and
+    checked here, so what is used is exactly what the box shows: a number the browser would
+    refuse (out of range, too large) is not silently replaced by the previous or smallest one,
+    it gets a message naming the field and its range."""
     k = ws.key(f"model.{spec.name}.{p.name}")
     current = st.session_state.get(k)
+    if p.kind in ("int", "float"):
+        if isinstance(current, (int, float)) and not isinstance(current, bool):
+            st.session_state[k] = p.show(current)  # a number kept by an older version
+        elif not isinstance(current, str):
+            st.session_state[k] = p.show(p.default)  # never the smallest allowed
+        text = st.text_input(p.name, key=k, help=f"{p.help} ({p.kind}{p.range})".strip())
+        try:
+            return p.parse(text.strip()), ""
+        except CrispmlError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return None, str(exc)
     try:
         p.parse(current)
     except CrispmlError:
         ws.set_value(k, p.default)
     if p.kind == "bool":
-        return st.checkbox(p.name, key=k, help=p.help)
-    if p.kind == "choice":
-        return st.selectbox(p.name, list(p.choices), key=k, help=p.help)
-    if p.kind == "int":
-        return st.number_input(
-            p.name,
-            int(p.low) if p.low is not None else None,
-            int(p.high) if p.high is not None else None,
-            step=1,
-            key=k,
-            help=p.help,
-        )
-    return st.number_input(p.name, p.low, p.high, key=k, help=p.help, format="%g")
+        return st.checkbox(p.name, key=k, help=p.help), ""
+    return st.selectbox(p.name, list(p.choices), key=k, help=p.help), ""
 
 
 def _environment(spec: AlgorithmSpec) -> str | None:
@@ -280,13 +284,18 @@ def render() -> None:
     env = _environment(spec)
     columns = st.columns(3)
     params = {}
+    problems = []
     for index, p in enumerate(spec.params):
         with columns[index % 3]:
-            params[p.name] = _param_input(spec, p)
+            params[p.name], problem = _param_input(spec, p)
+            if problem:
+                problems.append(problem)
     seed_key = ws.key("model.seed")
     ws.default(seed_key, 0)
     seed = int(st.number_input("Seed", 0, 2**31 - 1, key=seed_key))
-    if st.button("Train", type="primary", disabled=env is None):
+    if problems:
+        st.caption("Fix the settings marked above to train.")
+    if st.button("Train", type="primary", disabled=env is None or bool(problems)):
         assert env is not None
         try:
             run = services.modeling.start(user, dataset.id, spec.name, params, env, seed=seed)
@@ -294,7 +303,7 @@ def render() -> None:
             feedback.error(exc)
         else:
             feedback.done(f"Started run {run.id} ({run.status}).")
-    if env is not None:
+    if env is not None and not problems:
         _sweep(spec, dataset, env, params)
     st.subheader("Runs")
     _runs(project.id)

@@ -83,7 +83,7 @@ def render() -> None:
             + ". The end of its log:",
             icon=":material/error:",
         )
-        st.code("\n".join(tail) or "(no output)", language=None)
+        st.code("\n".join(tail) or "(no output)", language=None, wrap_lines=True)
     if state.running and state.upstream is None:
         _starting()
         return

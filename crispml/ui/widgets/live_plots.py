@@ -315,4 +315,4 @@ def log_pane(job: Job) -> None:
     lines = text.splitlines()[-LOG_LINES:]
     state = "running: newest lines last" if not job.finished else job.status
     st.caption(f"Output of {job.name} ({state})")
-    st.code("\n".join(lines) or "(no output yet)", language=None)
+    st.code("\n".join(lines) or "(no output yet)", language=None, wrap_lines=True)
