@@ -265,6 +265,19 @@ def chart(title: str, curves: list[tuple[str, Curve]], chosen: Options) -> alt.L
         )
     )
     layers.append(raw)
+    # A series of one point (a final metric logged once per part) draws no line: a dot then.
+    single = lines[lines.groupby("series")["x"].transform("size") == 1]
+    if len(single):
+        layers.append(
+            alt.Chart(single)
+            .mark_point(filled=True, size=90, opacity=1, clip=True)
+            .encode(
+                x=x,
+                y=alt.Y("value:Q", title=title, scale=scale),
+                color=color,
+                tooltip=[*tooltip, alt.Tooltip("value:Q", format=".4g")],
+            )
+        )
     if smoothing:
         layers.append(
             alt.Chart(lines)
