@@ -863,6 +863,29 @@ def models_undeploy(
         typer.echo(f"undeployed {name}:{version}")
 
 
+@models_app.command("delete")
+def models_delete(
+    model: Annotated[str, typer.Argument(help="NAME:VERSION")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    user: UserOption = None,
+) -> None:
+    """Delete a model version and its files (its owner or an admin); refused while deployed."""
+    from crispml.core.deployments import parse_weight
+
+    with _services() as services:
+        name, version = parse_weight(model)
+        if version is None:
+            raise_cli(f"'{model}': give the version to delete, as NAME:VERSION.")
+            return
+        found = services.modeling.model(name, version)
+        if not yes and not typer.confirm(
+            f"Delete {name}:{version} ({found.algorithm}, run {found.run_id}) and its files?"
+        ):
+            raise typer.Exit(1)
+        services.modeling.delete_version(services.resolve_user(user), name, version)
+        typer.echo(f"deleted {name}:{version}")
+
+
 @models_app.command("show")
 def models_show(
     name: str,

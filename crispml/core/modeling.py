@@ -7,13 +7,18 @@ dataset's task, and that the environment holds what the algorithm requires. When
 the run takes its final metrics, details and duration from ``result.json``.
 
 Registering a run's model copies its artifacts to ``<home>/models/<name>/<version>/``; versions
-count up per name; a stage (staging, production, archived) marks which version serves.
+count up per name and a number is never given twice, even after its version was deleted; a
+stage (staging, production, archived) marks which version serves. A name's versions are one
+kind of model: the same task and the same input (the columns a row needs, or images), so a
+client calling the name always sends what every version understands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import logging
 import math
 import random
 import re
@@ -27,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from crispml.core.algorithms import AlgorithmRegistry, AlgorithmSpec
 from crispml.core.audit import AuditLog
@@ -35,11 +41,19 @@ from crispml.core.clock import Clock, utcnow
 from crispml.core.data.service import Dataset, DatasetService
 from crispml.core.envs.registry import unmet
 from crispml.core.envs.service import EnvironmentService
-from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from crispml.core.errors import (
+    Conflict,
+    CrispmlError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from crispml.core.jobs import FINISHED, JobService, JobSpec
 from crispml.core.records import read_job_file
 from crispml.store.db import Database
-from crispml.store.tables import ModelRow, RunRow
+from crispml.store.tables import AuditEventRow, DeploymentRow, ModelRow, RunRow
+
+log = logging.getLogger(__name__)
 
 STAGES = ("", "staging", "production", "archived")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -91,6 +105,32 @@ class ModelVersion:
     owner_id: int
     created_at: datetime
     module: str = field(default="")
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """What a prediction takes: ``{"kind": "images"}`` or ``{"kind": "table", "columns":
+        [...]}`` (the raw columns before preparation, else the model's features)."""
+        recorded = self.info.get("inputs")
+        if isinstance(recorded, dict) and recorded.get("kind"):
+            return recorded
+        fitted: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # older versions
+            fitted = json.loads((Path(self.path) / PREPROCESSING).read_text()).get("fitted") or {}
+        return _inputs(self.task, list(fitted), self.info.get("features") or [])
+
+
+def _inputs(task: str, raw: list[str], features: list[Any]) -> dict[str, Any]:
+    if task == "segmentation":
+        return {"kind": "images"}
+    return {"kind": "table", "columns": [str(c) for c in (raw or features)]}
+
+
+def _describe(inputs: Mapping[str, Any]) -> str:
+    if inputs.get("kind") == "images":
+        return "images"
+    columns = list(inputs.get("columns") or [])
+    shown = ", ".join(columns[:8]) + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
+    return f"rows of {shown}" if columns else "rows"
 
 
 def _grid_point(names: list[str], options: list[list[Any]], index: int) -> dict[str, Any]:
@@ -303,7 +343,7 @@ class ModelingService:
             JobSpec(
                 ["python", "-m", "crispml_train"],
                 f"{spec.name} on {dataset.name} ({shown})"[:200],
-                "training",
+                "sweep trial" if sweep else "training",
                 env,
                 files={"run.json": json.dumps(run_spec, indent=2)},
                 mounts=[(str(path), "ro") for path in given],  # exactly the data it is given
@@ -420,6 +460,10 @@ class ModelingService:
     # --- the model registry ---------------------------------------------------------------
 
     def register(self, user: User, run_id: str, name: str, *, stage: str = "") -> ModelVersion:
+        """Copy a succeeded run's model into the registry as the next version of ``name``.
+
+        Refused when ``name`` belongs to another user, or when its versions are of another
+        task or take other input than this run's model (see ``_refuse_mixed``)."""
         run = self.get(user.id, run_id)
         if not MODEL_NAME.fullmatch(name or ""):
             raise InvalidInput(
@@ -436,10 +480,14 @@ class ModelingService:
         spec = self.algorithms.get(run.algorithm)
         meta_path = artifacts / "model.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        recipe = self._datasets.folder(run.dataset_id) / "recipe.json"
+        fitted = json.loads(recipe.read_text()).get("fitted") if recipe.exists() else None
+        inputs = _inputs(run.task, list(fitted or {}), meta.get("features") or [])
         info = {
             "classes": meta.get("classes", []),
             "target": meta.get("target", ""),
             "features": meta.get("features", []),
+            "inputs": inputs,
             "dataset": {
                 "id": run.dataset_id,
                 "name": run.dataset_name,
@@ -448,16 +496,16 @@ class ModelingService:
             "module": spec.module,
             "format": meta.get("format", ""),
         }
+        with self._db.session() as s:  # before copying anything; again when the row is added
+            _refuse_mixed(s, name, run, inputs)
         for _ in range(5):  # two registrations of the same name at once: the loser retries
             with self._db.session() as s:
-                latest = s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name))
-            version = (latest or 0) + 1
+                version = _highest_version(s, name) + 1
             while (self._home / "models" / name / str(version)).exists():
                 version += 1  # a folder a crash left behind: never reuse it
             target = self._home / "models" / name / str(version)
             try:
                 shutil.copytree(artifacts, target)
-                recipe = self._datasets.folder(run.dataset_id) / "recipe.json"
                 if recipe.exists():  # how raw rows become the model's input, for serving
                     shutil.copyfile(recipe, target / PREPROCESSING)
             except FileExistsError:
@@ -467,6 +515,7 @@ class ModelingService:
                 raise Conflict(f"The model's files could not be copied: {exc}") from exc
             try:
                 with self._db.session() as s:
+                    _refuse_mixed(s, name, run, inputs)
                     s.add(
                         ModelRow(
                             name=name,
@@ -488,10 +537,46 @@ class ModelingService:
             except IntegrityError:
                 shutil.rmtree(target, ignore_errors=True)
                 continue
+            except CrispmlError:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
             if stage:
                 self.set_stage(user, name, version, stage)
             return self.model(name, version)
         raise Conflict(f"Could not register '{name}': too many registrations at once; try again.")
+
+    def delete_version(self, user: User, name: str, version: int) -> ModelVersion:
+        """Remove a version from the registry and its folder from disk (its owner or an admin).
+
+        Refused while the version is deployed. Its number is not given again."""
+        model = self.model(name, version)
+        if not user.is_admin and model.owner_id != user.id:
+            raise PermissionDenied(
+                f"{name}:{version} belongs to another user: only its owner or an admin may "
+                "delete it."
+            )
+        with self._db.session() as s:
+            row = s.scalar(
+                select(ModelRow).where(ModelRow.name == name, ModelRow.version == version)
+            )
+            if row is None:
+                raise NotFound(f"No model '{name}' version {version}.")
+            if s.scalar(select(DeploymentRow.id).where(DeploymentRow.model_id == row.id)):
+                raise Conflict(
+                    f"{name}:{version} is deployed: undeploy it first (Deployment page, or "
+                    f"crispml models undeploy {name}:{version}), then delete it."
+                )
+            s.delete(row)
+            self._audit.add(s, user.username, "model.delete", f"{name}:{version}", model.run_id)
+        folder = Path(model.path)
+        models = (self._home / "models").resolve()
+        if folder.resolve().parent.parent == models:  # only ever a folder of the registry
+            shutil.rmtree(folder, ignore_errors=True)
+            if folder.exists():
+                log.warning("could not remove all of %s", folder)
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()  # the name's folder, once its last version is gone
+        return model
 
     def _check_owner(self, user: User, name: str) -> None:
         """A model name belongs to whoever registered its first version (and to admins)."""
@@ -546,3 +631,46 @@ class ModelingService:
             row.stage = stage
             self._audit.add(s, user.username, "model.stage", f"{name}:{version}", stage or "none")
         return self.model(name, version)
+
+
+def _highest_version(s: Session, name: str) -> int:
+    """The highest version number ``name`` ever had: its rows', and its deleted versions' (the
+    audit log records every registration in the same transaction as its row)."""
+    highest = s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name)) or 0
+    targets = s.scalars(
+        select(AuditEventRow.target).where(
+            AuditEventRow.action == "model.register",
+            AuditEventRow.target.startswith(f"{name}:", autoescape=True),
+        )
+    )
+    for target in targets:
+        number = target.rpartition(":")[2]
+        if number.isdigit():
+            highest = max(highest, int(number))
+    return highest
+
+
+def _refuse_mixed(s: Session, name: str, run: Run, inputs: Mapping[str, Any]) -> None:
+    """A name's versions share one task and one input: refuse a run of another."""
+    row = s.scalar(select(ModelRow).where(ModelRow.name == name).order_by(ModelRow.version))
+    if row is None:
+        return
+    first = _to_model(row)
+    held = first.inputs
+    if first.task != run.task:
+        raise InvalidInput(
+            f"'{name}' holds {first.task} models (version {first.version}: {first.algorithm}, "
+            f"taking {_describe(held)}); run {run.id} is a {run.task} model ({run.algorithm} "
+            f"on {run.dataset_name}). A name's versions must share a task: register it under "
+            "another name."
+        )
+    same = held.get("kind") == inputs.get("kind") and sorted(held.get("columns") or []) == sorted(
+        inputs.get("columns") or []
+    )
+    if not same:
+        raise InvalidInput(
+            f"'{name}' holds {first.task} models taking {_describe(held)}; run {run.id}'s "
+            f"{run.task} model ({run.algorithm} on {run.dataset_name}) takes "
+            f"{_describe(inputs)}. A name's versions must take the same input: register it "
+            "under another name."
+        )

@@ -6,6 +6,7 @@ import contextlib
 import time
 
 from crispml.core.errors import Conflict
+from crispml.core.workspace import encode, project_scope
 from crispml.services import Services
 from tests.ui.test_data_pages import button, session
 
@@ -30,7 +31,7 @@ def test_train_compare_and_register(svc: Services) -> None:
     algorithm = at.selectbox(key="ws.model.algorithm.classification")
     assert algorithm.value == "logistic_regression"
     assert at.selectbox(key="ws.model.logistic_regression.env").value == "system"
-    at.number_input(key="ws.model.logistic_regression.C").set_value(0.05).run()
+    at.text_input(key="ws.model.logistic_regression.C").input("0.05").run()
     button(at, "Train").click().run()
     assert "Started run" in at.success[0].value
     at.selectbox(key="ws.model.algorithm.classification").select("knn_classifier").run()
@@ -97,3 +98,44 @@ def test_an_algorithm_no_environment_satisfies_offers_to_build_one(svc: Services
     assert build.argv[-1] == "crispml-test-package-nobody-has>=1"
     with contextlib.suppress(Conflict):  # uv may already have failed: nobody has the package
         svc.jobs.stop(admin.id, build.id, actor="t")
+
+
+def test_the_form_trains_only_what_it_shows(svc: Services) -> None:
+    """Numbers are what the boxes show: a huge or negative one is named with its range and
+    Train does nothing; a value restored as a number shows as itself, a missing one as the
+    default, never the smallest allowed."""
+    admin = svc.auth.first_admin()
+    project = svc.projects.list(admin.id)[0]
+    svc.modeling.resolve_data(admin, project.id, "sample:iris")
+    at = session("modeling")
+    at.selectbox(key="ws.model.algorithm.classification").select("mlp_classifier").run()
+    assert not at.exception
+    hidden = at.text_input(key="ws.model.mlp_classifier.hidden")
+    assert hidden.value == "64"  # the declared default
+    for typed in ("99999999999999999999", "-3", "many"):
+        at.text_input(key="ws.model.mlp_classifier.epochs").input(typed).run()
+        problems = [e.value for e in at.error]
+        assert any(p.startswith("epochs") and "between 1 and" in p for p in problems), problems
+        assert next(b for b in at.button if b.label == "Train").disabled  # it cannot be pressed
+    assert svc.modeling.all(admin.id, project.id) == []
+    at.text_input(key="ws.model.mlp_classifier.epochs").input("3").run()
+    # A number as an older version kept it in the workspace, restored in a new session.
+    revision, _ = svc.workspace.revision(admin.id)
+    stored = {"ws.model.mlp_classifier.hidden": encode(32)}
+    svc.workspace.save(
+        admin.id, {project_scope(project.id): stored}, writer="old", known_revision=revision
+    )
+    at = session("modeling")
+    assert at.text_input(key="ws.model.mlp_classifier.hidden").value == "32"
+    assert at.text_input(key="ws.model.mlp_classifier.epochs").value == "3"
+    button(at, "Train").click().run()
+    assert "Started run" in at.success[0].value, [e.value for e in at.error]
+    (run,) = svc.modeling.all(admin.id, project.id)
+    assert run.params["epochs"] == 3 and run.params["hidden"] == 32
+    assert run.params["learning_rate"] == 0.01 and run.params["layers"] == 2
+    jobs = session("jobs")  # the job's details show every parameter it trains with
+    jobs.selectbox(key="jobs.chosen").select(run.id).run()
+    shown = " ".join(c.value for c in jobs.caption)
+    assert "epochs=3" in shown and "hidden=32" in shown and "learning_rate=0.01" in shown
+    with contextlib.suppress(Conflict):
+        svc.jobs.stop(admin.id, run.id, actor="test")

@@ -24,6 +24,7 @@ import pytest
 import requests
 from PIL import Image
 
+from crispml.core.errors import InvalidInput
 from crispml.services import Services
 from tests.helpers import free_port
 from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
@@ -99,6 +100,21 @@ def shapes_zip(home: Path, svc: Services, count: int = 2) -> tuple[bytes, list[b
 
 
 def test_the_articles_client_calls(public: Api, home: tuple[Path, Services], tmp_path) -> None:
+    # Issue 21: 'shapes-unet' is the U-Net run of Shapes, and stays one; the iris run it was
+    # once confused with is refused under that name.
+    svc = home[1]
+    admin = svc.auth.first_admin()
+    unet = svc.modeling.model("shapes-unet", 1)
+    trained = svc.modeling.get(admin.id, unet.run_id)
+    assert (unet.task, unet.algorithm, unet.inputs) == (
+        "segmentation",
+        "unet_segmentation",
+        {"kind": "images"},
+    )
+    assert trained.algorithm == "unet_segmentation"
+    assert trained.dataset_name.startswith("Shapes · prepared")
+    with pytest.raises(InvalidInput, match="'shapes-unet' holds segmentation models"):
+        svc.modeling.register(admin, svc.modeling.model("iris-lr").run_id, "shapes-unet")
     IP, port = "127.0.0.1", public.port
     # Query the trained models
     res = requests.get(f"http://{IP}:{port}/models")

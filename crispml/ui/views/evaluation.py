@@ -1,5 +1,6 @@
-"""Evaluation: compare runs side by side, sorted by any metric; register the best model and
-manage the registry's versions and stages."""
+"""Evaluation: compare runs side by side, sorted by any metric; register a model (any successful
+run of the project, the best compared one first) and manage the registry's versions: stages,
+and deleting a version registered by mistake."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from crispml.ui import workspace as ws
 from crispml.ui.views.data_understanding import project_or_stop
 from crispml.ui.views.modeling import key_metric, run_details, watch
 from crispml.ui.widgets import feedback
+from crispml.ui.widgets.confirm import confirm_button
 
 LOWER_IS_BETTER = ("rmse", "mae", "loss")
 
@@ -36,25 +38,82 @@ def _comparison(runs: list[Run], metric: str) -> pd.DataFrame:
     return frame
 
 
+def run_label(run: Run) -> str:
+    """What tells runs apart in a list: task, algorithm, data, main metric, and the run's id."""
+    name, value = key_metric(run)
+    shown = f"{name} {value:.3g}" if value is not None else f"no {name}"
+    return f"{run.task} · {run.algorithm} · {run.dataset_name} · {shown} · run {run.id}"
+
+
+REGISTER_RUN = "eval.register.run"  # the box itself, set from the user's pick on every run
+REGISTER_STAGE = "eval.register.stage"
+
+
 def _register(runs: list[Run], best: Run) -> None:
-    user = context.current_user()
+    """Register any successful run of the project; the box shows exactly the run registered.
+
+    The user's pick is kept in the workspace (by run id); until they pick, the box follows the
+    best compared run. A kept pick that is no longer a successful run is dropped and the box
+    left empty (never quietly moved to another run)."""
+    state = st.session_state
+    pick_key = ws.key("eval.register_run")
+    ids = [r.id for r in runs]
+    labels = {r.id: run_label(r) for r in runs}
     with st.expander("Register a model", icon=":material/inventory_2:", expanded=True):
-        labels = {r.id: f"{r.algorithm} · {r.id}" for r in runs}
+        st.caption(
+            f"Offers every successful run of this project ({len(runs)}), newest first; it "
+            "starts on the best of the compared runs. A model name's versions must share a "
+            "task and an input (the same columns, or images)."
+        )
+        pick = state.get(pick_key)
+        if pick is not None and pick not in ids:
+            ws.set_value(pick_key, None)
+            st.warning(
+                f"The run chosen before ({pick}) is no longer a successful run of this project: "
+                "choose the run to register.",
+                icon=":material/warning:",
+            )
+        state[REGISTER_RUN] = state.get(pick_key, best.id)  # None: the user must choose
+
+        def picked() -> None:
+            ws.set_value(pick_key, state.get(REGISTER_RUN))
+
         run_id = st.selectbox(
-            "Run", list(labels), index=list(labels).index(best.id), format_func=labels.__getitem__
+            "Run",
+            ids,
+            format_func=labels.__getitem__,
+            key=REGISTER_RUN,
+            on_change=picked,
+            placeholder="Choose a run",
         )
         name_key = ws.key("eval.model_name")
         ws.default(name_key, "")
-        name = st.text_input("Model name", key=name_key, placeholder="e.g. iris-classifier")
-        stage = st.selectbox("Stage", list(STAGES), format_func=lambda s: s or "none")
-        if st.button("Register", type="primary"):
+        st.text_input("Model name", key=name_key, placeholder="e.g. iris-classifier")
+        st.selectbox("Stage", list(STAGES), format_func=lambda s: s or "none", key=REGISTER_STAGE)
+
+        def register() -> None:
+            # A callback: it reads the box as the browser shows it at the click, before this
+            # run's code could move a default; the run shown is the run registered.
+            auth = context.services().auth.authenticate(context.session_token())
+            if auth is None:
+                return  # the session ended: the run that follows says so, and stops
+            chosen, name = state.get(REGISTER_RUN), str(state.get(name_key) or "")
+            if chosen not in ids:
+                feedback.queue_error("Choose the run to register.")
+                return
             try:
-                with st.spinner("Registering: copying the run's model files…"):
-                    model = context.services().modeling.register(user, run_id, name, stage=stage)
+                model = context.services().modeling.register(
+                    auth.user, str(chosen), name, stage=str(state.get(REGISTER_STAGE) or "")
+                )
             except CrispmlError as exc:
-                feedback.error(exc)
+                feedback.queue_error(exc)
             else:
-                feedback.done(f"Registered {model.name} version {model.version}.")
+                feedback.queue(
+                    f"Registered {model.name} version {model.version}. From run "
+                    f"{model.run_id}: {model.task}, {model.algorithm}."
+                )
+
+        st.button("Register", type="primary", disabled=run_id is None, on_click=register)
 
 
 def _registry() -> None:
@@ -70,7 +129,9 @@ def _registry() -> None:
                 "Model": m.name,
                 "Version": m.version,
                 "Stage": m.stage,
+                "Task": m.task,
                 "Algorithm": m.algorithm,
+                "Data": m.info.get("dataset", {}).get("name", ""),
                 "Environment": m.env,
                 "Run": m.run_id,
                 "Registered (UTC)": f"{m.created_at:%Y-%m-%d %H:%M}",
@@ -82,7 +143,9 @@ def _registry() -> None:
         width="stretch",
     )
     labels = {
-        f"{m.name}:{m.version}": f"{m.name} v{m.version} ({m.stage or 'no stage'})" for m in models
+        f"{m.name}:{m.version}": f"{m.name} v{m.version} ({m.stage or 'no stage'}) · {m.task} · "
+        f"{m.algorithm} · run {m.run_id}"
+        for m in models
     }
     left, right, button = st.columns([3, 2, 1], vertical_alignment="bottom")
     chosen = left.selectbox(
@@ -91,14 +154,28 @@ def _registry() -> None:
     stage = right.selectbox(
         "New stage", list(STAGES), format_func=lambda s: s or "none", key="eval.stage"
     )
+    name, version = chosen.rsplit(":", 1)
     if button.button("Set stage"):
-        name, version = chosen.rsplit(":", 1)
         try:
             services.modeling.set_stage(context.current_user(), name, int(version), stage)
         except CrispmlError as exc:
             feedback.error(exc)
         else:
             feedback.done(f"{name} v{version} is now {stage or 'without a stage'}.")
+    # Keyed by the version: a confirmation pending for one never deletes another.
+    if confirm_button(
+        "Delete version",
+        key=f"eval.delete.{chosen}",
+        message=f"Delete {labels[chosen]} and its files? This cannot be undone; a deployed "
+        "version must be undeployed first (Deployment).",
+        icon=":material/delete:",
+    ):
+        try:
+            services.modeling.delete_version(context.current_user(), name, int(version))
+        except CrispmlError as exc:
+            feedback.error(exc)
+        else:
+            feedback.done(f"Deleted {name} v{version}.")
 
 
 def render() -> None:
@@ -147,7 +224,7 @@ def render() -> None:
     st.subheader("Training curves")
     watch(selected, "eval", default=[r.id for r in selected])
     best = next(r for r in selected if r.id == frame["Run"].iloc[0])
-    _register(selected, best)
+    _register(runs, best)
     details = st.selectbox(
         "Run details",
         ids,

@@ -41,15 +41,19 @@ def _table(jobs: list[Job]) -> None:
                 "Duration": duration(job),
                 "CPU %": round(cpu, 1),
                 "Memory MB": round(rss / 1e6, 1),
-                "Id": job.id,
             }
         )
     st.dataframe(
         rows,
         hide_index=True,
         width="stretch",
-        column_config={
-            "Name": st.column_config.TextColumn(width="large"),
+        column_config={  # every column visible at 1280 px (the name takes what is left)
+            "Name": st.column_config.TextColumn(width="medium"),
+            "Kind": st.column_config.TextColumn(width="small"),
+            "Owner": st.column_config.TextColumn(width="small"),
+            "Status": st.column_config.TextColumn(width="small"),
+            "Started": st.column_config.TextColumn(width="small"),
+            "Duration": st.column_config.TextColumn(width="small"),
             "CPU %": st.column_config.NumberColumn(format="%.1f", width="small"),
             "Memory MB": st.column_config.NumberColumn(format="%.1f", width="small"),
         },
