@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import streamlit as st
 
+from crispml.core.data.loaders import TableLimits
 from crispml.core.errors import CrispmlError
 from crispml.core.files import Entry, FileSpace, SortKey
 from crispml.ui import context
@@ -221,9 +222,18 @@ def _preview(space: FileSpace, entry: Entry) -> None:
         if entry.kind in ("csv", "tsv", "parquet"):
             import pandas as pd
 
-            if entry.kind == "parquet":
+            if entry.kind == "parquet":  # the first rows only, never the whole file
+                import pyarrow.parquet as pq
+
                 with space.open_read(entry.path) as f:
-                    frame = pd.read_parquet(f).head(100)
+                    parquet = pq.ParquetFile(f)
+                    meta = parquet.metadata
+                    if meta.num_columns > TableLimits().max_columns:
+                        raise ValueError(f"{meta.num_columns:,} columns")
+                    if meta.num_row_groups and meta.row_group(0).total_byte_size > 200_000_000:
+                        raise ValueError("its first row group unpacks to more than 200 MB")
+                    first = next(parquet.iter_batches(batch_size=100), None)
+                    frame = first.to_pandas() if first is not None else pd.DataFrame()
             else:
                 head = space.read_head(entry.path, 1_000_000)
                 frame = pd.read_csv(
