@@ -341,6 +341,60 @@ def load_it_in_another_browser(me: Newcomer) -> None:
     me.page = other
 
 
+NUMBERS = {  # the MLP's numeric fields: a value to set, and what each must refuse
+    "hidden": "48",
+    "layers": "2",
+    "epochs": "3",
+    "learning_rate": "0.02",
+    "batch_size": "16",
+    "weight_decay": "0.0",
+}
+
+
+def train_what_the_form_shows(me: Newcomer) -> dict[str, str]:
+    """Two tabs of the browser that loaded the saved work: one changes the form, the other is
+    told its workspace changed and reloads it; the fields hold the values chosen, never a
+    minimum. A huge and a negative number in each numeric field: a message naming it, Train
+    disabled. Then Train: returns the values on screen, which the run must have used."""
+    first = me.page
+    second = first.context.new_page()
+    second.goto(me.server.url + "/modeling")
+    wait_for_shell(second)
+    expect(second.get_by_role("heading", name="Modeling")).to_be_visible()
+    settle(second)
+    me.nav("Modeling", first)
+    for name, value in NUMBERS.items():
+        box = first.get_by_label(name, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        settle(first)
+    notice = second.get_by_text("Your workspace changed in another tab or browser.")
+    expect(notice).to_be_visible(timeout=30_000)
+    second.get_by_role("button", name="Reload workspace").click()
+    settle(second)
+    for name, value in NUMBERS.items():
+        expect(second.get_by_label(name, exact=True)).to_have_value(value)
+    train = second.get_by_role("button", name="Train")
+    for name, value in NUMBERS.items():
+        box = second.get_by_label(name, exact=True)
+        for bad in ("99999999999999999999", "-5"):
+            box.fill(bad)
+            box.press("Enter")
+            settle(second)
+            expect(
+                second.get_by_text(re.compile(rf"^{name} = {bad} is out of range"))
+            ).to_be_visible()
+            expect(train).to_be_disabled()
+        box.fill(value)
+        box.press("Enter")
+        settle(second)
+    expect(train).to_be_enabled()
+    me.step(12, "form-checked", second)
+    train.click()
+    expect(second.get_by_text("Started run").first).to_be_visible()
+    return dict(NUMBERS)
+
+
 THE_PATH: tuple[Callable[[Newcomer], None], ...] = (
     log_in_and_create_a_project,
     add_the_samples,

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.journey import Newcomer, walk_the_path
+from crispml.services import build_services
+from crispml.settings import Settings
+from tests.e2e.journey import Newcomer, train_what_the_form_shows, walk_the_path
 from tests.helpers import ADMIN_PASSWORD, Server, free_port
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +36,23 @@ def test_the_newcomers_path(journey_server: Server, new_page, tmp_path: Path) ->
         "Flowers and shapes", "iris-mlp", "my laptop", "my first model", "journey",
     )  # fmt: skip
     walk_the_path(admin)
+    shown = train_what_the_form_shows(admin)
+
+    # The run trained what the form showed: its parameters, as an operator reads them.
+    services = build_services(Settings(home=journey_server.home))
+    try:
+        user = services.auth.get_user("admin")
+        latest = max(
+            (
+                r
+                for p in services.projects.list(user.id)
+                for r in services.modeling.all(user.id, p.id)
+            ),
+            key=lambda r: r.created_at,
+        )
+        assert {k: str(v) for k, v in latest.params.items() if k in shown} == shown
+    finally:
+        services.db.dispose()
 
     # What the path left on the server, as an operator sees it.
     listed = journey_server.cli("models", "list")
