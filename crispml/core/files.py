@@ -13,6 +13,7 @@ shared roots by role).
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import os
 import shutil
@@ -107,6 +108,9 @@ def kind_of(name: str, is_dir: bool) -> str:
     return suffix or "file"
 
 
+DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 class FileSpace:
     """Operations on one root. Every method takes paths relative to the root."""
 
@@ -131,6 +135,42 @@ class FileSpace:
 
     def relative(self, real: Path) -> str:
         return real.relative_to(self._base).as_posix()
+
+    @contextlib.contextmanager
+    def _parent(self, real: Path) -> Iterator[tuple[int, str]]:
+        """The folder holding ``real`` (a path ``resolve`` returned), opened one component at
+        a time from the root without following a link, and ``real``'s name in it. Users' jobs
+        change their own file space while the server (root, when it sandboxes) works in it: a
+        folder swapped for a link after ``resolve`` is refused here, never followed."""
+        parts = real.relative_to(self._base).parts
+        if not parts:
+            raise InvalidInput("The root folder itself cannot be written.")
+        fd = os.open(self._base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                try:
+                    inner = os.open(part, DIR_NOFOLLOW, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise InvalidInput(
+                            f"'{self.relative(real)}' leads outside your folder (through a link)."
+                        ) from None
+                    raise
+                os.close(fd)
+                fd = inner
+            yield fd, parts[-1]
+        finally:
+            os.close(fd)
+
+    def _give(self, name: str, dir_fd: int) -> None:
+        """What the server makes in a user's space belongs to that user (their sandbox account
+        owns the root), so their jobs can change it like their own."""
+        if os.geteuid() != 0:
+            return
+        owner = os.stat(self._base)
+        if owner.st_uid != 0:
+            with contextlib.suppress(OSError):
+                os.chown(name, owner.st_uid, owner.st_gid, dir_fd=dir_fd, follow_symlinks=False)
 
     def _writable(self) -> None:
         if not self.root.writable:
@@ -233,7 +273,17 @@ class FileSpace:
         real = self.resolve(path)
         if real.is_dir():
             raise InvalidInput(f"'{path}' is a folder.")
-        return real.open("rb")
+        with self._parent(real) as (folder, name):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise InvalidInput(f"'{path}' leads outside your folder (a link).") from None
+                raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InvalidInput(f"'{path}' is not a file.")
+        return os.fdopen(fd, "rb")
 
     def read_head(self, path: str, limit: int = 65_536) -> bytes:
         with self.open_read(path) as f:
@@ -270,7 +320,9 @@ class FileSpace:
         target = parent / check_name(name)
         if target.exists():
             raise Conflict(f"'{target.name}' already exists here.")
-        target.mkdir()
+        with self._parent(target) as (dir_fd, leaf):
+            os.mkdir(leaf, 0o755, dir_fd=dir_fd)
+            self._give(leaf, dir_fd)
         rel = self.relative(target)
         self._record("file.mkdir", rel)
         return rel
@@ -339,20 +391,27 @@ class FileSpace:
         target = parent / check_name(name)
         if target.exists() and not overwrite:
             raise Conflict(f"'{target.name}' already exists here.")
-        tmp = parent / f".{target.name}.uploading"
+        tmp = f".{target.name}.uploading"
         written = 0
-        try:
-            with tmp.open("wb") as f:
-                for chunk in chunks:
-                    written += len(chunk)
-                    if written > max_bytes:
-                        limit = max_bytes // 1_000_000
-                        raise InvalidInput(f"'{target.name}' is larger than the {limit} MB limit.")
-                    f.write(chunk)
-            tmp.replace(target)
-        finally:
+        with self._parent(target) as (dir_fd, leaf):  # never through a link a job put there
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+                os.unlink(tmp, dir_fd=dir_fd)  # a leftover, or a link: removed, not followed
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                with os.fdopen(os.open(tmp, flags, 0o644, dir_fd=dir_fd), "wb") as f:
+                    for chunk in chunks:
+                        written += len(chunk)
+                        if written > max_bytes:
+                            limit = max_bytes // 1_000_000
+                            raise InvalidInput(
+                                f"'{target.name}' is larger than the {limit} MB limit."
+                            )
+                        f.write(chunk)
+                self._give(tmp, dir_fd)
+                os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
         rel = self.relative(target)
         self._record("file.upload", rel, f"bytes={written}")
         return rel
@@ -375,8 +434,7 @@ class FileSpace:
         for d in dirs:
             real = self.resolve(current) / check_name(d)
             if not real.exists():
-                self._writable()
-                real.mkdir()
+                self.mkdir(current, d)
             current = self.relative(self.resolve(self.relative(real)))
         return self.write(current, name, [data], max_bytes=max_bytes, overwrite=overwrite)
 

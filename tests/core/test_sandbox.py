@@ -300,6 +300,29 @@ def test_the_same_attack_fails_with_the_server_as_a_service_account(
     assert found["result"] == f"mine {entry.pw_uid}"  # the server's own account, namespaced
 
 
+def test_a_home_from_before_the_sandbox_is_reowned_on_first_use(sandboxed: Services) -> None:
+    """Files the previous version wrote as the server's account stay usable: the user's first
+    sandboxed job finds them its own."""
+    mallory = sandboxed.auth.get_user("mallory")
+    files = sandboxed.files.user_root("mallory").path
+    (files / "old").mkdir(parents=True, exist_ok=True)
+    (files / "old" / "data.csv").write_text("a\n1\n")
+    for path in (files, files / "old", files / "old" / "data.csv"):
+        os.chown(path, 0, 0)  # as the server wrote them before
+    code = "open('old/data.csv', 'a').write('2\\n'); open('old/new.txt', 'w').write('new')"
+    job = sandboxed.jobs.submit(
+        mallory.id,
+        "mallory",
+        JobSpec([sys.executable, "-c", f"import os; os.chdir({str(files)!r}); {code}"]),
+    )
+    job = wait(sandboxed, job)
+    assert job.status == "succeeded", sandboxed.jobs.log_tail(job)
+    uid = pwd.getpwnam("cm-mallory").pw_uid
+    assert (files / "old" / "data.csv").read_text() == "a\n1\n2\n"
+    assert (files / "old" / "new.txt").read_text() == "new"
+    assert {p.stat().st_uid for p in (files, files / "old", files / "old" / "data.csv")} == {uid}
+
+
 def test_a_link_in_place_of_the_log_is_not_followed(sandboxed: Services) -> None:
     """A job owns what it writes, not the server's files in its folder: it cannot swap its
     log for a link to the secret key, and the server never follows a link it left."""
