@@ -335,7 +335,8 @@ class FileSpace:
         target = real.parent / check_name(new_name)
         if target.exists():
             raise Conflict(f"'{target.name}' already exists here.")
-        real.rename(target)
+        with self._parent(real) as (dir_fd, leaf):
+            os.rename(leaf, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         rel = self.relative(target)
         self._record("file.rename", self.relative(real), f"to={rel}")
         return rel
@@ -353,7 +354,8 @@ class FileSpace:
         target = destination / real.name
         if target.exists():
             raise Conflict(f"'{real.name}' already exists in '{to_folder or '/'}'.")
-        shutil.move(str(real), str(target))
+        with self._parent(real) as (source, leaf), self._parent(target) as (into, _):
+            os.rename(leaf, leaf, src_dir_fd=source, dst_dir_fd=into)  # one root, one disk
         rel = self.relative(target)
         self._record("file.move", self.relative(real), f"to={rel}")
         return rel
@@ -365,12 +367,13 @@ class FileSpace:
         if real == self._base:
             raise InvalidInput("The root folder cannot be deleted.")
         rel = self.relative(real)
-        if real.is_dir() and not real.is_symlink():
-            count = self.count_files(rel)
-            shutil.rmtree(real)
-        else:
-            count = 1
-            real.unlink()
+        with self._parent(real) as (dir_fd, leaf):
+            if stat.S_ISDIR(os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                count = self.count_files(rel)
+                shutil.rmtree(leaf, dir_fd=dir_fd)  # never through a link inside, either
+            else:
+                count = 1
+                os.unlink(leaf, dir_fd=dir_fd)
         self._record("file.delete", rel, f"files={count}")
         return count
 

@@ -52,6 +52,18 @@ def test_a_folder_swapped_for_a_link_is_not_followed(spaces: tuple[Root, Path]) 
         Racing(root, outside).write("a", "f.txt", [b"overwritten"], max_bytes=100, overwrite=True)
     assert (outside / "f.txt").read_text() == "SECRET"
     assert not list(outside.glob(".*uploading"))
+    for act in (
+        lambda space: space.delete("a/f.txt"),
+        lambda space: space.rename("a/f.txt", "g.txt"),
+        lambda space: space.move("a/f.txt", ""),
+    ):
+        root.path.joinpath("a").unlink()
+        (root.path / "a").mkdir()
+        (root.path / "a" / "f.txt").write_text("mine")
+        with pytest.raises(InvalidInput, match="leads outside your folder"):
+            act(Racing(root, outside))
+        assert sorted(p.name for p in outside.iterdir()) == ["f.txt"]
+        assert (outside / "f.txt").read_text() == "SECRET"
 
 
 def test_a_link_in_place_of_the_upload_or_the_file_is_not_followed(
