@@ -210,8 +210,10 @@ def test_deleting_an_environment_in_use_is_refused_with_its_users(svc: Services)
     server = svc.jobs.submit(
         admin.id, "admin", JobSpec(sleep, "iris model", "api server", "serving")
     )
+    # Services have slots of their own: a training run takes the one work slot.
+    svc.jobs.submit(admin.id, "admin", JobSpec(sleep, "sweep 2", "training", "serving"))
     queued = svc.jobs.submit(admin.id, "admin", JobSpec(sleep, "sweep 3", "training", "serving"))
-    assert svc.jobs.get(0, queued.id, admin=True).status == "queued"  # the limit is 1
+    assert svc.jobs.get(0, queued.id, admin=True).status == "queued"  # the work limit is 1
     with pytest.raises(Conflict) as refused:
         svc.environments.delete(admin, "serving")
     message = str(refused.value)
