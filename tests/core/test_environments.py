@@ -211,7 +211,7 @@ def test_deleting_an_environment_in_use_is_refused_with_its_users(svc: Services)
         admin.id, "admin", JobSpec(sleep, "iris model", "api server", "serving")
     )
     # Services have slots of their own: a training run takes the one work slot.
-    svc.jobs.submit(admin.id, "admin", JobSpec(sleep, "sweep 2", "training", "serving"))
+    busy = svc.jobs.submit(admin.id, "admin", JobSpec(sleep, "sweep 2", "training", "serving"))
     queued = svc.jobs.submit(admin.id, "admin", JobSpec(sleep, "sweep 3", "training", "serving"))
     assert svc.jobs.get(0, queued.id, admin=True).status == "queued"  # the work limit is 1
     with pytest.raises(Conflict) as refused:
@@ -222,7 +222,8 @@ def test_deleting_an_environment_in_use_is_refused_with_its_users(svc: Services)
     assert f"job {queued.id} 'sweep 3' of admin (queued)" in message
     assert (svc.settings.home / "envs" / "serving" / "bin" / "python").exists()
     svc.jobs.stop_all(None, actor="test")
-    finished(svc, server)
+    for job in (server, busy, queued):
+        finished(svc, job)
     svc.environments.delete(admin, "serving")
     assert not (svc.settings.home / "envs" / "serving").exists()
     with pytest.raises(NotFound):
