@@ -36,7 +36,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from crispml.core.log_patterns import DEFAULT_LOG_PATTERNS, compile_patterns
+from crispml.log_patterns import DEFAULT_LOG_PATTERNS, compile_patterns
 
 ENV_PREFIX = "CRISPML_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

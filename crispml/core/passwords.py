@@ -16,8 +16,13 @@ from crispml.core.errors import InvalidInput
 MAX_PASSWORD_LENGTH = 1024
 
 _hasher = PasswordHasher()  # argon2-cffi's default type is Argon2id (RFC 9106 profile)
-# A real hash to verify against when the user does not exist, so both cases cost the same.
-_DUMMY_HASH = _hasher.hash("crispml-no-such-user-password")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A real hash to verify against when the user does not exist, so both cases cost the same
+    (made on first use: importing crispml.core computes no hash)."""
+    return _hasher.hash("crispml-no-such-user-password")
 
 
 @lru_cache(maxsize=1)
@@ -46,7 +51,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Constant-work check: with ``password_hash=None`` a dummy hash is verified instead."""
     try:
-        return bool(_hasher.verify(password_hash or _DUMMY_HASH, password)) and (
+        return bool(_hasher.verify(password_hash or _dummy_hash(), password)) and (
             password_hash is not None
         )
     except (VerificationError, InvalidHashError):

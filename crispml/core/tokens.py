@@ -20,3 +20,13 @@ def verify(secret: bytes, purpose: str, value: str, token: str) -> bool:
     if not value or not token:
         return False
     return hmac.compare_digest(sign(secret, purpose, value), token)
+
+
+def logout_token(secret: bytes, session_token: str) -> str:
+    """The token the app's logout link carries (over the session token's hash, as stored); a
+    cross-site page cannot compute it."""
+    return sign(secret, "logout", hashlib.sha256(session_token.encode()).hexdigest())
+
+
+def logout_token_valid(secret: bytes, session_token: str, given: str) -> bool:
+    return verify(secret, "logout", hashlib.sha256(session_token.encode()).hexdigest(), given)

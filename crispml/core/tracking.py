@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crispml.core.log_patterns import DEFAULT_LOG_PATTERNS, STEP_NAMES, compile_patterns
 from crispml.core.records import open_job_file
+from crispml.log_patterns import DEFAULT_LOG_PATTERNS, STEP_NAMES, compile_patterns
 
 MAX_READ = 64 * 1024 * 1024  # one read's size: a huge backlog is read in steps
 _FINGERPRINT = 64  # bytes before the offset checked on each read: a rewritten file starts over
@@ -461,7 +461,7 @@ def _float(text: str | None) -> float:
 
 class LogMetricsReader(_Source):
     """Metrics printed in the output log, found with regular expressions (see
-    ``crispml.core.log_patterns``); carriage returns count as line ends (progress bars)."""
+    ``crispml.log_patterns``); carriage returns count as line ends (progress bars)."""
 
     kind = "log"
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from crispml.core.errors import Unavailable
+from crispml.errors import Unavailable
 
 log = logging.getLogger("crispml.store")
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from crispml.core.auth import AuthSession
+from crispml.core.tokens import logout_token
 from crispml.ui import context, workspace
 from crispml.ui.views import (
     about,
@@ -26,7 +27,6 @@ from crispml.ui.views import (
     saved_work,
 )
 from crispml.ui.widgets import process_table
-from crispml.web.login import logout_token
 
 
 @dataclass(frozen=True)

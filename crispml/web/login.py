@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from crispml import __version__
 from crispml.core import tokens
-from crispml.core.auth import SESSION_COOKIE, AuthSession, LoginFailed, hash_token
+from crispml.core.auth import SESSION_COOKIE, AuthSession, LoginFailed
 from crispml.core.errors import Unavailable
 from crispml.services import Services
 
@@ -98,11 +98,6 @@ def client_address(request: Request, trusted_proxies: Sequence[Network]) -> str:
 
 def is_https(request: Request) -> bool:
     return request.url.scheme == "https"
-
-
-def logout_token(secret: bytes, session_token: str) -> str:
-    """The token the app's logout link carries; a cross-site page cannot compute it."""
-    return tokens.sign(secret, "logout", hash_token(session_token))
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -274,9 +269,9 @@ class LoginRoutes:
                 given = (await _read_form(request, self.settings.max_form_bytes)).get("t", "")
             except BadForm as exc:
                 return _page("Log out", _alert("error", str(exc)), exc.status)
-        if not tokens.verify(self.secret, "logout", hash_token(token), given):
+        if not tokens.logout_token_valid(self.secret, token, given):
             # A bare link (maybe from another site): ask, with a form that carries the token.
-            fresh = logout_token(self.secret, token)
+            fresh = tokens.logout_token(self.secret, token)
             body = f"""<p>Do you want to log out?</p>
 <form method="post" action="/logout"><input type="hidden" name="t" value="{fresh}">
 <button type="submit">Log out</button></form>"""

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crispml.core.log_patterns import compile_patterns
 from crispml.core.tracking import (
     LineReader,
     MetricsReader,
@@ -26,6 +25,7 @@ from crispml.core.tracking import (
     split_name,
     y_range,
 )
+from crispml.log_patterns import compile_patterns
 
 
 def test_appends_and_partial_lines(tmp_path: Path) -> None:
