@@ -16,10 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import psutil
 
@@ -219,13 +220,46 @@ class LocalExecutor:
         return cached
 
 
-def load_executor(name: str, db_url: str, home: Path, env: dict[str, str]) -> Executor:
-    """The executor registered under ``name`` in the ``crispml.executors`` entry points."""
-    for point in entry_points(group="crispml.executors"):
-        if point.name == name:
-            factory = point.load()
-            executor: Executor = factory(db_url, home, env)
-            return executor
-    if name == "local":  # running from a source tree without installed metadata
+def load_executor(
+    name: str,
+    db_url: str,
+    home: Path,
+    env: dict[str, str],
+    points: Iterable[EntryPoint] | None = None,
+) -> Executor:
+    """The executor registered under ``name`` in the ``crispml.executors`` entry points, checked:
+    one registration per name, a factory that loads (its requirements installed), and what it
+    makes is an Executor (every method of the protocol) that answers to that name. Each problem
+    is a ValueError that says what to do, at start-up rather than at a job's launch."""
+    found = [p for p in (points or entry_points(group="crispml.executors")) if p.name == name]
+    if not found and name == "local":  # running from a source tree without installed metadata
         return LocalExecutor(db_url, home, env)
-    raise ValueError(f"No job executor named '{name}' is installed.")
+    if not found:
+        raise ValueError(f"No job executor named '{name}' is installed.")
+    if len({p.value for p in found}) > 1:
+        where = ", ".join(sorted({p.value for p in found}))
+        raise ValueError(f"Two job executors are named '{name}' ({where}): uninstall one of them.")
+    point = found[0]
+    try:
+        factory = point.load()
+    except ImportError as exc:
+        raise ValueError(
+            f"The job executor '{name}' ({point.value}) cannot load: {exc}. Install what it "
+            f"needs (for Ray: pip install 'crispml[ray]')."
+        ) from exc
+    executor = factory(db_url, home, env)
+    missing = [m for m in EXECUTOR_METHODS if not callable(getattr(executor, m, None))]
+    if missing:
+        raise ValueError(
+            f"The job executor '{name}' ({point.value}) lacks {', '.join(missing)} of the "
+            "Executor protocol (crispml.core.executors.Executor)."
+        )
+    if getattr(executor, "name", None) != name:
+        raise ValueError(
+            f"The job executor registered as '{name}' calls itself "
+            f"'{getattr(executor, 'name', None)}': the two must agree."
+        )
+    return cast(Executor, executor)
+
+
+EXECUTOR_METHODS = ("status", "submit", "stop", "logs", "alive", "kill", "usage")

@@ -21,6 +21,7 @@ from crispml.services import Services
 from crispml.store.tables import JobRow
 
 PY = sys.executable
+LOCAL = "crispml.core.executors:LocalExecutor"
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 30) -> None:
@@ -244,6 +245,21 @@ def test_executors_are_entry_point_plugins(tmp_path: Path) -> None:
     assert load_executor("ray", "sqlite://", tmp_path, {}).name == "ray"  # the ray extra
     with pytest.raises(ValueError, match="No job executor named 'nope'"):
         load_executor("nope", "sqlite://", tmp_path, {})
+    # What the registry refuses, each with what to do (in the shape of mlflow's registries).
+    from importlib.metadata import EntryPoint
+
+    def point(name: str, value: str) -> EntryPoint:
+        return EntryPoint(name, value, "crispml.executors")
+
+    twice = [point("local", "crispml.core.executors:LocalExecutor"), point("local", "x.y:Z")]
+    with pytest.raises(ValueError, match="Two job executors are named 'local'"):
+        load_executor("local", "sqlite://", tmp_path, {}, twice)
+    with pytest.raises(ValueError, match="cannot load: No module named 'no_such_module'"):
+        load_executor("gpu", "sqlite://", tmp_path, {}, [point("gpu", "no_such_module:X")])
+    with pytest.raises(ValueError, match=r"lacks status, .* of the Executor protocol"):
+        load_executor("gpu", "sqlite://", tmp_path, {}, [point("gpu", "builtins:slice")])
+    with pytest.raises(ValueError, match="calls itself 'local'"):
+        load_executor("gpu", "sqlite://", tmp_path, {}, [point("gpu", LOCAL)])
 
 
 def test_jobs_do_not_inherit_crispmls_settings(
