@@ -104,6 +104,16 @@ def test_every_sample_builds(services: Services, admin, project) -> None:
         services.datasets.add_sample(admin, project.id, "mnist")
 
 
+def test_the_task_a_target_suggests(services: Services, admin, project) -> None:
+    iris = services.datasets.add_sample(admin, project.id, "iris")
+    diabetes = services.datasets.add_sample(admin, project.id, "diabetes")
+    guess = services.datasets.guess_task
+    assert guess(iris, "species") == "classification"  # as prepared
+    assert guess(iris, "sepal_length_cm") == "regression"  # numeric, 35 distinct values
+    assert guess(diabetes, "progression") == "regression"
+    assert guess(diabetes, "sex") == "classification"  # numeric, two values
+
+
 def test_shapes_masks_match_the_drawn_shapes_exactly(tmp_path: Path) -> None:
     coco = generate(tmp_path, 30, 64, seed=11)
     assert [c["name"] for c in coco["categories"]] == list(CLASSES[1:])

@@ -44,6 +44,8 @@ MAX_PROFILE_BYTES = 64_000_000  # a profile job's result, read back from its fol
 TABLE_FILE = "data.parquet"
 PARTS = ("train", "validation", "test")
 
+MAX_CLASSES_GUESSED = 20  # a numeric target with at most this many values: classes
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -166,6 +168,18 @@ class DatasetService:
             if row is None or row.owner_id != user_id:
                 raise NotFound(f"No dataset {dataset_id}.")
             return _to_dataset(row)
+
+    def guess_task(self, dataset: Dataset, target: str) -> str:
+        """The task a target suggests: the one the dataset was prepared for with that target,
+        else classification for a non-numeric target or one of at most 20 distinct values,
+        else regression."""
+        known = dataset.details.get("task")
+        if known in recipes.TASKS and dataset.details.get("target") == target:
+            return str(known)
+        if dataset.kinds().get(target) != "numeric":
+            return "classification"
+        distinct = self.frame(dataset)[target].nunique()
+        return "classification" if distinct <= MAX_CLASSES_GUESSED else "regression"
 
     def frame(self, dataset: Dataset, part: str = "") -> pd.DataFrame:
         """The table (or a prepared part: train, validation, test); read once per version."""

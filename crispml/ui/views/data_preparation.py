@@ -43,17 +43,6 @@ def _choice(
     return value
 
 
-def _guess_task(dataset: Dataset, target: str) -> str:
-    known = dataset.details.get("task")
-    if known in recipes.TASKS and dataset.details.get("target") == target:
-        return str(known)
-    kind = dataset.kinds().get(target)
-    if kind != "numeric":
-        return "classification"
-    distinct = context.services().datasets.frame(dataset)[target].nunique()
-    return "classification" if distinct <= 20 else "regression"
-
-
 def _split_inputs(dataset: Dataset) -> tuple[float, float, float, int]:
     a, b, c = st.columns(3)
     ws.default(_key(dataset, "train"), 0.7)
@@ -79,7 +68,7 @@ def _table_recipe(dataset: Dataset) -> recipes.Recipe:
     target = st.selectbox("Target", columns, key=target_key)
     task_key = _key(dataset, f"task.{_short(target)}")
     if st.session_state.get(task_key) not in recipes.TASKS:
-        ws.set_value(task_key, _guess_task(dataset, target))
+        ws.set_value(task_key, context.services().datasets.guess_task(dataset, target))
     task = st.selectbox("Task", recipes.TASKS, key=task_key)
     features_key = _key(dataset, f"features.{_short(target)}")
     candidates = [c for c in columns if c != target]
