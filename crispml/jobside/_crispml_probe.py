@@ -6,6 +6,8 @@ job-side helper imports, and (with --size) the prefix's size on disk. Standard l
 Python 3.8 and newer.
 """
 
+from __future__ import annotations
+
 import contextlib
 import importlib
 import json
@@ -16,11 +18,11 @@ import traceback
 from importlib import metadata
 
 
-def _normal(name):
+def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _modules(dist):
+def _modules(dist: metadata.Distribution) -> list[str]:
     text = dist.read_text("top_level.txt") or ""
     names = [line.strip() for line in text.splitlines() if line.strip() and "/" not in line]
     if not names:
@@ -33,7 +35,7 @@ def _modules(dist):
     return sorted(set(n for n in names if not n.startswith("_") and n.isidentifier()))[:3]
 
 
-def _size(root):
+def _size(root: str) -> int:
     total = 0
     for folder, _dirs, files in os.walk(root):
         for name in files:
@@ -42,20 +44,20 @@ def _size(root):
     return total
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     size = "--size" in argv
     wanted = [_normal(a) for a in argv if a != "--size"]
-    dists = {}
+    dists: dict[str, metadata.Distribution] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
         if name:
             dists.setdefault(_normal(name), dist)
-    imports = {}
+    imports: dict[str, str] = {}
     for name in wanted:
-        dist = dists.get(name)
-        if dist is None:
+        found = dists.get(name)
+        if found is None:
             continue
-        for module in _modules(dist) or [name.replace("-", "_")]:
+        for module in _modules(found) or [name.replace("-", "_")]:
             try:
                 importlib.import_module(module)
                 imports[module] = ""

@@ -536,6 +536,18 @@ class ModelApi:
         """A base64 image as RGB, checked before it is decoded (crispml.serving.limits)."""
         return decode_image(text, index, self.limits, budget)
 
+    def try_image(
+        self, served: Served, data: bytes, confidence: float
+    ) -> tuple[dict[str, Any], str | None]:
+        """One image through ``served`` as ``/predict`` answers it (the article's result and
+        the overlay, base64), for the Deployment page's try-it form: the same limits,
+        framing and result as the API, through one public call."""
+        picture = self.image(base64.b64encode(data).decode(), 0)
+        framing = Framing.of(picture, {})
+        found = framing.back(served.predict_images([framing.picture], overlay=True)[0], True)
+        result, overlay = _article_result(served, found, confidence, None, True)
+        return result, overlay
+
     def images(self, texts: list[str]) -> list[Any]:
         """Decode a request's images (in a thread, not on the event loop), within the decoded
         size budget of a request (api_max_decoded_mb), each checked before it is decoded."""
@@ -557,7 +569,7 @@ class ModelApi:
 
     async def predict_images(
         self, served: Served, images: list[Any], config: dict[str, Any], create: bool
-    ) -> list[list[Any]]:
+    ) -> list[tuple[dict[str, Any], str | None]]:
         minimum = _number(config, "DETECTION_MIN_CONFIDENCE", 0.0)
         shown = config.get("class_show")
         wanted: set[str] | None = None
@@ -644,10 +656,10 @@ class Framing:
         if create and found.get("overlay"):
             from PIL import Image
 
-            overlay = Image.open(io.BytesIO(base64.b64decode(found["overlay"])))
+            drawn = Image.open(io.BytesIO(base64.b64decode(found["overlay"])))
             inner = (round(width * self.scale), round(height * self.scale))
-            overlay = overlay.crop((*self.pad, self.pad[0] + inner[0], self.pad[1] + inner[1]))
-            mapped["overlay"] = png_base64(overlay.resize(self.size))
+            cropped = drawn.crop((*self.pad, self.pad[0] + inner[0], self.pad[1] + inner[1]))
+            mapped["overlay"] = png_base64(cropped.resize(self.size))
         return mapped
 
 
@@ -676,7 +688,7 @@ def _article_result(
     minimum: float,
     wanted: set[str] | None,
     create: bool,
-) -> list[Any]:
+) -> tuple[dict[str, Any], str | None]:
     keep = [
         i
         for i, (name, score) in enumerate(zip(found["classes"], found["scores"], strict=True))
@@ -690,7 +702,7 @@ def _article_result(
         },
         "weight": served.weight,
     }
-    return [result, found.get("overlay") if create else None]
+    return result, found.get("overlay") if create else None
 
 
 def _rows_combiner(served: Served) -> Any:
@@ -931,7 +943,7 @@ def create_api(api: ModelApi) -> FastAPI:
         config: dict[str, Any],
         rows: list[dict[str, Any]],
         payload: Any,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         if isinstance(payload, dict):
             _override(config, payload)
         model = request.query_params.get("model")

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from crispml.core.errors import InvalidInput
 
@@ -417,7 +417,7 @@ def zip_images_json(source: bytes | IO[bytes], limits: ApiLimits) -> bytearray:
                 counted = _Counted(stream, entry.filename, limits.max_image_bytes,
                                    limits.zip_max_bytes - total, limits.zip_max_bytes)  # fmt: skip
                 head = _Head(counted)
-                open_image(head, f"The zip entry '{entry.filename}'", limits)
+                open_image(cast(IO[bytes], head), f"The zip entry '{entry.filename}'", limits)
                 out += b'"' if found == 0 else b',"'
                 pending = head.buffer
                 while True:

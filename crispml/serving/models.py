@@ -136,6 +136,7 @@ class Worker:
             self.process.wait()
             self.process = None
             raise WorkerCrashed(f"the worker of {self.label} did not answer in {timeout_s:g} s")
+        assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
             code = self.process.wait()

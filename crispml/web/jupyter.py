@@ -184,7 +184,9 @@ class JupyterProxy:
             self._logins.pop(next(iter(self._logins)))
         return login
 
-    def _headers(self, request: Request | WebSocket, upstream: Upstream, login: str) -> list:
+    def _headers(
+        self, request: Request | WebSocket, upstream: Upstream, login: str
+    ) -> list[tuple[str, str]]:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in DROP_REQUEST]
         kept = [f"{n}={v}" for n, v in request.cookies.items() if n in PASS_COOKIES]
         headers.append(("cookie", "; ".join([*kept, login])))
@@ -334,7 +336,7 @@ def _is_socket(path: str) -> bool:
 def _raw_path(scope: Any) -> str:
     """The path as the browser sent it (still percent-encoded), with its query."""
     raw = scope.get("raw_path") or scope["path"].encode()
-    path = raw.decode("latin-1")
+    path = str(raw.decode("latin-1"))
     query = scope.get("query_string") or b""
     return path + ("?" + query.decode("latin-1") if query else "")
 

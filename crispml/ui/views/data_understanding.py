@@ -4,7 +4,7 @@ interactive charts for tables, a gallery with mask overlays for image sets."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import altair as alt
 import pandas as pd
@@ -182,7 +182,8 @@ def _distribution(column: dict[str, Any]) -> alt.Chart:
     if "histogram" in column and "top" not in column:
         edges, counts = column["histogram"]["edges"], column["histogram"]["counts"]
         frame = pd.DataFrame({"from": edges[:-1], "to": edges[1:], "rows": counts})
-        return (
+        return cast(
+            alt.Chart,
             alt.Chart(frame)
             .mark_bar()
             .encode(
@@ -190,17 +191,18 @@ def _distribution(column: dict[str, Any]) -> alt.Chart:
                 x2="to:Q",
                 y=alt.Y("rows:Q", title="rows"),
                 tooltip=["from", "to", "rows"],
-            )
+            ),
         )
     frame = pd.DataFrame(column.get("top", []), columns=["value", "rows"])
-    return (
+    return cast(
+        alt.Chart,
         alt.Chart(frame)
         .mark_bar()
         .encode(
             x=alt.X("rows:Q", title="rows"),
             y=alt.Y("value:N", sort="-x", title=column["name"]),
             tooltip=["value", "rows"],
-        )
+        ),
     )
 
 
@@ -222,8 +224,9 @@ def _correlations(profile: dict[str, Any]) -> alt.Chart | None:
         tooltip=["a", "b", alt.Tooltip("r:Q", format=".2f")],
     )
     if len(names) > 12:
-        return heat
-    return heat + base.mark_text(fontSize=10).encode(text=alt.Text("r:Q", format=".2f"))
+        return cast(alt.Chart, heat)
+    labels = base.mark_text(fontSize=10).encode(text=alt.Text("r:Q", format=".2f"))
+    return cast(alt.Chart, heat + labels)
 
 
 def _table_view(dataset: Dataset) -> None:

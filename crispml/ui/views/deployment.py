@@ -20,7 +20,7 @@ from crispml.core.deployments import Deployment
 from crispml.core.errors import CrispmlError, InvalidInput
 from crispml.core.modeling import ModelVersion
 from crispml.services import Services
-from crispml.serving.app import Framing, _article_result, shared_api
+from crispml.serving.app import shared_api
 from crispml.serving.models import input_columns
 from crispml.ui import context
 from crispml.ui.widgets import feedback
@@ -333,19 +333,15 @@ def _try(services: Services, user: User, chosen: Deployment) -> None:
         if upload is None or not st.button("Predict", type="primary", key="deploy.try.go"):
             return
 
-        def predict_image() -> tuple[dict[str, Any], str]:
-            picture = api.image(base64.b64encode(upload.getvalue()).decode(), 0)
-            framing = Framing.of(picture, {})
-            found = framing.back(served.predict_images([framing.picture], overlay=True)[0], True)
-            return _article_result(served, found, confidence, None, True)
-
-        answer = _answer("Predicting…", predict_image)
+        data = upload.getvalue()
+        answer = _answer("Predicting…", lambda: api.try_image(served, data, confidence))
         if answer is None:
             return
         result, overlay = answer
         left, right = st.columns(2)
         left.image(upload.getvalue(), caption="Sent", width="stretch")
-        right.image(base64.b64decode(overlay), caption="Prediction", width="stretch")
+        if overlay:
+            right.image(base64.b64decode(overlay), caption="Prediction", width="stretch")
         st.json(result)
         return
     example = json.dumps(_example_row(services, user, chosen.model))

@@ -4,6 +4,8 @@ and deleting a version registered by mistake."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -27,7 +29,11 @@ def lower_is_better(metric: str) -> bool:
 def _comparison(runs: list[Run], metric: str) -> pd.DataFrame:
     rows = []
     for run in runs:
-        row = {"Run": run.id, "Algorithm": run.algorithm, "Data": run.dataset_name}
+        row: dict[str, Any] = {
+            "Run": run.id,
+            "Algorithm": run.algorithm,
+            "Data": run.dataset_name,
+        }
         row.update({f"{k}": v for k, v in run.params.items()})
         row.update({k: v for k, v in run.metrics.items() if isinstance(v, (int, float))})
         row["Duration (s)"] = run.duration_s

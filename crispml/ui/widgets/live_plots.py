@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, cast
 
 import altair as alt
 import pandas as pd
@@ -229,10 +230,11 @@ def chart(title: str, curves: list[tuple[str, Curve]], chosen: Options) -> alt.L
         ignore_index=True,
     )
     domain = y_range([c.sample for _, c in curves], chosen.log) if chosen.outliers else None
-    scale = alt.Scale(
-        type="log" if chosen.log else "linear",
-        zero=False,
-        **({"domain": list(domain)} if domain else {}),
+    kind: Literal["log", "linear"] = "log" if chosen.log else "linear"
+    scale = (
+        alt.Scale(type=kind, zero=False, domain=list(domain))
+        if domain
+        else alt.Scale(type=kind, zero=False)
     )
     x = alt.X("x:Q", title=AXES[chosen.axis])
     color = alt.Color(
@@ -293,9 +295,10 @@ def chart(title: str, curves: list[tuple[str, Curve]], chosen: Options) -> alt.L
     subtitle = f"{sum(c.points for _, c in curves):,} points" + (
         f", {len(lines):,} drawn (band: min to max of merged points)" if merged else ""
     )
-    return alt.layer(*layers).properties(
+    layered = alt.layer(*layers).properties(
         height=260, title=alt.Title(title, subtitle=subtitle, anchor="start")
     )
+    return cast(alt.LayerChart, layered)
 
 
 def _log(trackers: list[tuple[str, Job, RunTracker]], key: str) -> None:

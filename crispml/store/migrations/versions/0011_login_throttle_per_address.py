@@ -42,7 +42,8 @@ def _columns(with_address: bool) -> list[sa.Column[Any]]:
 
 
 def _recreate(with_address: bool) -> None:
-    old = sa.table("login_throttle", *(sa.column(name, kind) for name, kind in COLUMNS.items()))
+    columns: list[Any] = [sa.column(n, kind) for n, kind in COLUMNS.items()]  # type: ignore[arg-type]
+    old = sa.table("login_throttle", *columns)
     query = sa.select(*old.c)
     if not with_address:  # downgrade: keep only the accounts' rows
         query = query.where(sa.text("address = '*'"))
