@@ -6,6 +6,7 @@ executor, stops the head, and prints what it saw as JSON on the last line.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,22 @@ from pathlib import Path
 from crispml.core.jobs import JobSpec
 from crispml.services import bootstrap, build_services
 from crispml.settings import Settings
+
+
+def wait_ports_free(ports: tuple[int, ...], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    for port in ports:
+        while True:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+            time.sleep(0.2)
+
 
 home = Path(sys.argv[1])
 ray = str(Path(sys.executable).parent / "ray")
@@ -93,7 +110,10 @@ finally:
 svc = build_services(Settings(home=home, jobs_executor="ray"))
 quick_job = next(j for j in svc.jobs.history(None) if j.name == "quick")
 seen["log_after_head_stop"] = svc.jobs.log_tail(quick_job)
-# A new head has forgotten the job that ran when the old one died: it is marked lost.
+# A new head has forgotten the job that ran when the old one died: it is marked lost. The old
+# head's processes may still hold its ports for a moment after `ray stop`: wait until they are
+# free (a condition, not a sleep), or a new head fails to bind them.
+wait_ports_free((6379, 8265))
 subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
 try:
     history = {j.name: (j.status, j.exit_code) for j in svc.jobs.history(None)}

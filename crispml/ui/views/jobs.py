@@ -151,7 +151,7 @@ def _live() -> None:
                 "Owner": j.owner,
                 "Kind": KIND_LABELS.get(j.kind, j.kind),
                 "Status": j.status,
-                "Exit": j.signal or ("" if j.exit_code is None else j.exit_code),
+                "Exit": j.signal or ("" if j.exit_code is None else str(j.exit_code)),
                 "Created (UTC)": f"{j.created_at:%Y-%m-%d %H:%M:%S}",
                 "Duration": process_table.duration(j),
             }

@@ -18,14 +18,21 @@ WARNING = (
 )
 
 
+STOPPING = "notebook.stopping"  # a stop was asked in this session; the server may still run
+
+
 @st.fragment(run_every=timedelta(seconds=1))
-def _starting() -> None:
-    """While JupyterLab starts: wait here, then show it (the page reruns once it answers)."""
+def _waiting(stopping: bool) -> None:
+    """While JupyterLab starts or stops: wait here, then rerun the page once it answers (or,
+    stopping, once it has ended: a loaded machine can take longer than the stop's own wait)."""
     state = context.services().notebooks.state(context.current_user())
-    if state.upstream is not None or not state.running:
+    done = not state.running if stopping else state.upstream is not None or not state.running
+    if done:
+        st.session_state.pop(STOPPING, None)
         st.rerun()
-    with st.spinner(f"Starting JupyterLab… {state.message}"):
-        st.caption("This takes a few seconds the first time.")
+    verb = "Stopping" if stopping else "Starting"
+    with st.spinner(f"{verb} JupyterLab… {state.message}"):
+        st.caption("Its kernels are shutting down." if stopping else "This takes a few seconds.")
 
 
 def render() -> None:
@@ -40,6 +47,12 @@ def render() -> None:
         )
         return
     state = services.notebooks.state(user)
+    if not state.running:
+        st.session_state.pop(STOPPING, None)
+    elif st.session_state.get(STOPPING):
+        st.markdown("**JupyterLab:** Stopping.")
+        _waiting(stopping=True)
+        return
     st.markdown(f"**JupyterLab:** {state.message}")
     row = st.container(horizontal=True)
     try:
@@ -65,6 +78,7 @@ def render() -> None:
             if stop:
                 with st.spinner("Stopping JupyterLab…"):
                     services.notebooks.stop(user)
+                st.session_state[STOPPING] = True  # shown until it has ended
                 feedback.done("Stopped your JupyterLab; your files stay.")
             if restart:
                 with st.spinner("Restarting JupyterLab…"):
@@ -85,7 +99,7 @@ def render() -> None:
         )
         st.code("\n".join(tail) or "(no output)", language=None, wrap_lines=True)
     if state.running and state.upstream is None:
-        _starting()
+        _waiting(stopping=False)
         return
     if state.upstream is not None:
         st.iframe(state.upstream.base_url + "lab", height=820)
