@@ -44,8 +44,28 @@ start = [
     "--dashboard-port=8265",
     "--num-cpus=2",
     "--disable-usage-stats",
+    # Fewer processes and less shared memory to set up: the head starts faster on a loaded
+    # machine (Ray gives a raylet 30 s to register, a limit it does not let one change).
+    "--include-log-monitor=false",
+    "--object-store-memory=100000000",
 ]
-subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+
+
+def start_head() -> None:
+    """``ray start``; when it fails, what it said and the tail of its processes' logs."""
+    done = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode:
+        logs = Path("/tmp/ray/session_latest/logs")
+        names = ("raylet.out", "raylet.err", "gcs_server.out", "gcs_server.err", "dashboard.log")
+        tails = [
+            f"--- {name}\n{(logs / name).read_text(errors='replace')[-800:]}"
+            for name in names
+            if (logs / name).is_file()
+        ]
+        raise SystemExit(f"ray start failed:\n{done.stdout}\n{done.stderr}\n" + "\n".join(tails))
+
+
+start_head()
 seen: dict[str, object] = {}
 try:
     svc = build_services(
@@ -114,7 +134,7 @@ seen["log_after_head_stop"] = svc.jobs.log_tail(quick_job)
 # head's processes may still hold its ports for a moment after `ray stop`: wait until they are
 # free (a condition, not a sleep), or a new head fails to bind them.
 wait_ports_free((6379, 8265))
-subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+start_head()
 try:
     history = {j.name: (j.status, j.exit_code) for j in svc.jobs.history(None)}
     seen["history_after_head_restart"] = history

@@ -30,7 +30,7 @@ def test_jobs_run_stop_and_keep_their_records_on_a_real_ray_head(tmp_path: Path)
         timeout=280,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["executor"] == "ray"
     assert seen["long_running"] == "running"

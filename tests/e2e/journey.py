@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,10 +150,13 @@ def train_two_and_refresh(me: Newcomer) -> None:
     me.nav("Modeling")
     choose(page, "Algorithm", "Neural network, MLP")
     epochs = page.get_by_label("epochs", exact=True)
-    epochs.fill("10000")
-    epochs.press("Enter")
-    settle(page)
-    for env in ("system", "elsewhere"):
+    # The run kept (the first) lasts until the other is stopped, with room for a loaded
+    # machine (about 15 s alone, nearer a minute under the suite's load); the one stopped (the
+    # newest, which the Jobs page offers first) would run for minutes.
+    for env, count in (("system", "3000"), ("elsewhere", "10000")):
+        epochs.fill(count)
+        epochs.press("Enter")
+        settle(page)
         choose(page, "Environment", f"^{env}")
         page.get_by_role("button", name="Train").click()
         expect(page.get_by_text("Started run").first).to_be_visible()
@@ -414,4 +418,7 @@ THE_PATH: tuple[Callable[[Newcomer], None], ...] = (
 
 def walk_the_path(me: Newcomer) -> None:
     for step in THE_PATH:
+        started = time.monotonic()
         step(me)
+        # Where a journey's minutes go, in the test's output (pytest -rA, or when it fails).
+        print(f"{me.username}: {step.__name__} {time.monotonic() - started:.1f} s")
