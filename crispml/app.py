@@ -24,7 +24,8 @@ from starlette.routing import BaseRoute, Mount
 from crispml import services as services_module
 from crispml.core.jobs import SERVICE_KINDS
 from crispml.services import Services, bootstrap, build_services
-from crispml.serving.app import create_api, shared_api
+from crispml.serving.api import shared_api
+from crispml.serving.app import create_api
 from crispml.settings import Settings, load_settings
 from crispml.web.files import file_routes
 from crispml.web.gate import AuthGate, SecurityHeaders

@@ -187,7 +187,9 @@ def serve(
     and MLflow's /invocations), behind API keys."""
     import uvicorn
 
-    from crispml.serving.app import create_api, limit_malloc_arenas, model_api, server_options
+    from crispml.serving.api import model_api
+    from crispml.serving.app import create_api
+    from crispml.serving.server import limit_malloc_arenas, server_options
 
     limit_malloc_arenas()
     overrides: dict[str, Any] = {}

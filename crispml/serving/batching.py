@@ -17,14 +17,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 from crispml.core.errors import CrispmlError, InvalidInput
 
+Part = TypeVar("Part", bound=Sized)  # what one request sends: rows or images
+Out = TypeVar("Out")  # what it gets back
+T = TypeVar("T")
 # parts -> one result per part; it runs in a worker thread.
-Combine = Callable[[list[Any]], list[Any]]
+Combine = Callable[[list[Part]], list[Out]]
+# runs a combine off the event loop (run_in_threadpool)
+Offload = Callable[[Combine[Part, Out], list[Part]], Awaitable[list[Out]]]
 
 
 @dataclass(frozen=True)
@@ -39,13 +44,15 @@ INLINE_S = 0.005
 IDLE_TURNS = 8
 
 
-class Batcher:
+class Batcher(Generic[Part, Out]):
+    """The queue of one model's requests of one kind, answered in shared calls."""
+
     def __init__(
         self,
-        combine: Combine,
+        combine: Combine[Part, Out],
         settings: BatchSettings,
-        offload: Callable[..., Awaitable[Any]],
-        size: Callable[[Any], int] = len,
+        offload: Offload[Part, Out],
+        size: Callable[[Part], int] = len,
         *,
         inline: bool = False,
     ) -> None:
@@ -55,21 +62,21 @@ class Batcher:
         self._settings = settings
         self._offload = offload  # runs a blocking call off the event loop
         self._size = size
-        self._queue: deque[tuple[Any, asyncio.Future[Any]]] = deque()
+        self._queue: deque[tuple[Part, asyncio.Future[Out]]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._concurrent = False
         self.calls = 0  # model calls made, for tests and metrics
         self.parts = 0  # requests answered
 
-    async def submit(self, part: Any) -> Any:
+    async def submit(self, part: Part) -> Out:
         """The result for ``part`` (a list of rows or images), computed with others'."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._queue.append((part, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
         return await future
 
-    def _take(self) -> list[tuple[Any, asyncio.Future[Any]]]:
+    def _take(self) -> list[tuple[Part, asyncio.Future[Out]]]:
         batch = [self._queue.popleft()]
         items = self._size(batch[0][0])
         while self._queue and items + self._size(self._queue[0][0]) <= self._settings.max_items:
@@ -104,7 +111,7 @@ class Batcher:
             await self._answer(batch)
             self._concurrent = len(batch) > 1 or bool(self._queue)
 
-    async def _answer(self, batch: Sequence[tuple[Any, asyncio.Future[Any]]]) -> None:
+    async def _answer(self, batch: Sequence[tuple[Part, asyncio.Future[Out]]]) -> None:
         parts = [p for p, _ in batch]
         self.calls += 1
         lone = len(batch) == 1 and not self._concurrent and not self._queue
@@ -121,7 +128,7 @@ class Batcher:
                     if isinstance(exc, CrispmlError)
                     else InvalidInput(f"The model refused the input: {exc}")
                 )
-                _settle(batch[0][1], error=refused)
+                _fail(batch[0][1], refused)
                 return
             for part, future in batch:  # one request's bad input must not fail the others
                 await self._answer([(part, future)])
@@ -129,20 +136,19 @@ class Batcher:
             return
         except Exception as exc:  # handed to each request's own handler
             for _, future in batch:
-                _settle(future, error=exc)
+                _fail(future, exc)
             return
         self._cost = 0.8 * self._cost + 0.2 * (time.perf_counter() - started)
         self.parts += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result=result)
+            _resolve(future, result)
 
 
-def _settle(
-    future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None
-) -> None:
-    if future.done():
-        return
-    if error is not None:
+def _fail(future: asyncio.Future[T], error: BaseException) -> None:
+    if not future.done():  # a request that timed out is no longer waiting
         future.set_exception(error)
-    else:
+
+
+def _resolve(future: asyncio.Future[T], result: T) -> None:
+    if not future.done():
         future.set_result(result)

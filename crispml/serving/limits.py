@@ -20,9 +20,15 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from crispml.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+    from PIL import Image, ImageFile
+
+    from crispml.settings import Settings
 
 MB = 1_000_000
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -52,8 +58,23 @@ class ApiLimits:
     def max_base64_chars(self) -> int:
         return 4 * math.ceil(self.max_image_bytes / 3)
 
+    @property
+    def max_form_part_bytes(self) -> int:
+        """A form field or file: an image's base64 and a little more, within the request."""
+        return min(self.max_request_bytes, self.max_base64_chars + 4096)
 
-def api_limits(settings: Any) -> ApiLimits:
+    @property
+    def max_form_files(self) -> int:
+        """The files of a form: the images of a request and a few more."""
+        return self.max_images + 8
+
+    @property
+    def too_large(self) -> str:
+        """The 413's message."""
+        return f"The request is larger than {self.max_request_bytes:,} bytes."
+
+
+def api_limits(settings: Settings) -> ApiLimits:
     request = settings.api_max_request_mb * MB
     return ApiLimits(
         max_request_bytes=request,
@@ -76,6 +97,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyTooLarge(Exception):
@@ -95,7 +117,7 @@ class BodyLimit:
     (all when empty)."""
 
     def __init__(
-        self, app: Any, max_bytes: int, setting: str = "", paths: tuple[str, ...] = ()
+        self, app: App, max_bytes: int, setting: str = "", paths: tuple[str, ...] = ()
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -113,12 +135,8 @@ class BodyLimit:
         })  # fmt: skip
         await send({"type": "http.response.body", "body": body})
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (
-            self.paths and not str(scope.get("path", "")).startswith(self.paths)
-        ):
-            await self.app(scope, receive, send)
-            return
+    def _declares_too_much(self, scope: Scope) -> bool:
+        """A Content-Length over the limit: refused before the app runs."""
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -126,8 +144,18 @@ class BodyLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await self._refuse(send)
-                    return
+                    return True
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (
+            self.paths and not str(scope.get("path", "")).startswith(self.paths)
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self._declares_too_much(scope):
+            await self._refuse(send)
+            return
         received = 0
         started = False
         refused = False
@@ -184,9 +212,9 @@ def _depth(bare: bytes) -> int:
     return deepest
 
 
-def parse_json(data: bytes, what: str, limits: ApiLimits) -> Any:
+def parse_json(data: bytes, what: str, limits: ApiLimits) -> object:
     """JSON within the limits: its nesting depth and its estimated parsed size are checked on
-    a scan (C speed, strings skipped) before it is parsed."""
+    a scan (C speed, strings skipped) before it is parsed. Of any shape: the caller checks."""
     if len(data) > limits.max_request_bytes:
         raise InvalidInput(f"{what} is larger than {limits.max_request_bytes:,} bytes.")
     bare = _STRING.sub(b'""', data)
@@ -207,9 +235,10 @@ def parse_json(data: bytes, what: str, limits: ApiLimits) -> Any:
         )
     del bare
     try:
-        return json.loads(data)
+        parsed: object = json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not JSON ({exc}).") from None
+    return parsed
 
 
 # --- base64 and images -----------------------------------------------------------------------
@@ -230,13 +259,13 @@ def decode_base64(text: str, index: int, limits: ApiLimits) -> bytes:
         raise InvalidInput(f"images[{index}] is not valid base64.") from None
 
 
-def decoded_bytes(picture: Any) -> int:
+def decoded_bytes(picture: Image.Image) -> int:
     """Memory an image takes decoded, in its mode and then as RGB."""
     width, height = picture.size
     return int(width * height * (_MODE_BYTES.get(picture.mode, 4) + RGB_BYTES))
 
 
-def open_image(source: IO[bytes], what: str, limits: ApiLimits) -> Any:
+def open_image(source: IO[bytes], what: str, limits: ApiLimits) -> ImageFile.ImageFile:
     """The image's header only (PIL reads no pixels yet): one of the image formats, within
     ``max_pixels``. ``what`` names the item in messages."""
     from PIL import Image, UnidentifiedImageError
@@ -263,7 +292,7 @@ def open_image(source: IO[bytes], what: str, limits: ApiLimits) -> Any:
     return picture
 
 
-def decode_image(text: str, index: int, limits: ApiLimits, budget: float = math.inf) -> Any:
+def decode_image(text: str, index: int, limits: ApiLimits, budget: float = math.inf) -> Image.Image:
     """A base64 image as RGB: its length, format, dimensions and decoded size are checked
     before its pixels are decoded; ``budget``: bytes the request's images may still take."""
     from PIL import Image
@@ -345,9 +374,10 @@ class _Head(io.RawIOBase):
         self.position += len(data)
         return data
 
-    def readinto(self, target: Any) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
+    def readinto(self, target: WriteableBuffer) -> int:
+        with memoryview(target) as view, view.cast("B") as octets:
+            data = self.read(len(octets))
+            octets[: len(data)] = data
         return len(data)
 
     def seek(self, offset: int, whence: int = 0) -> int:

@@ -20,7 +20,8 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 from crispml.core.data.prepare import apply_fitted
 from crispml.core.envs.registry import SYSTEM, Environment
@@ -29,10 +30,17 @@ from crispml.core.modeling import PREPROCESSING, ModelVersion
 from crispml.core.sandbox import PRIVATE_TMP, JobLimits, SandboxSpec
 from crispml.core.sandbox import command as sandbox_command
 
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+    from PIL import Image
+
+    Matrix = NDArray[np.float64]  # rows as the model's input: one row per row sent
+
 JOBSIDE = Path(__file__).resolve().parent.parent / "jobside"
 
 
-def _jobside(module: str) -> Any:
+def _jobside(module: str) -> ModuleType:
     if str(JOBSIDE) not in sys.path:
         sys.path.insert(0, str(JOBSIDE))
     return importlib.import_module(module)
@@ -60,7 +68,7 @@ class InProcess:
             raise InvalidInput(f"{folder} has no model file crispml can serve.")
         self.lock = threading.Lock()
 
-    def rows(self, columns: list[str], matrix: Any) -> list[Any]:
+    def rows(self, columns: list[str], matrix: Matrix) -> list[Any]:
         with self.lock:
             if self.kind == "sklearn":
                 import pandas as pd
@@ -70,7 +78,7 @@ class InProcess:
             found = _jobside("crispml_algos.torch_models").predict(self.model, matrix)
             return [r["prediction"] for r in found]
 
-    def images(self, pictures: list[Any], overlay: bool) -> list[dict[str, Any]]:
+    def images(self, pictures: list[Image.Image], overlay: bool) -> list[dict[str, Any]]:
         with self.lock:
             found = _jobside("crispml_algos.torch_models").predict(
                 self.model, pictures, overlay=overlay
@@ -151,7 +159,8 @@ class Worker:
             raise InvalidInput(f"{self.label} cannot load: {hello.get('error')}")
         self.kind = str(hello.get("ready"))
 
-    def call(self, message: dict[str, Any]) -> Any:
+    def call(self, message: dict[str, Any]) -> object:
+        """The worker's result for ``message`` (JSON; the caller knows its shape)."""
         with self.lock:
             if self.closed:
                 raise NotFound(f"{self.label} is no longer deployed.")
@@ -175,20 +184,21 @@ class Worker:
                 raise WorkerCrashed(str(exc) or f"the worker of {self.label} ended") from None
         if not reply.get("ok"):
             raise InvalidInput(f"{self.label} refused the input: {reply.get('error')}")
-        return reply["result"]
-
-    def rows(self, columns: list[str], matrix: Any) -> list[Any]:
-        result: list[Any] = self.call(
-            {"op": "rows", "columns": columns, "matrix": [list(map(float, r)) for r in matrix]}
-        )
+        result: object = reply["result"]
         return result
 
-    def images(self, pictures: list[Any], overlay: bool) -> list[dict[str, Any]]:
+    def rows(self, columns: list[str], matrix: Matrix) -> list[Any]:
+        message = {
+            "op": "rows",
+            "columns": columns,
+            "matrix": [list(map(float, r)) for r in matrix],
+        }
+        return cast("list[Any]", self.call(message))
+
+    def images(self, pictures: list[Image.Image], overlay: bool) -> list[dict[str, Any]]:
         encoded = [png_base64(picture) for picture in pictures]
-        result: list[dict[str, Any]] = self.call(
-            {"op": "images", "images": encoded, "overlay": overlay}
-        )
-        return result
+        message = {"op": "images", "images": encoded, "overlay": overlay}
+        return cast("list[dict[str, Any]]", self.call(message))
 
     @property
     def pid(self) -> int | None:
@@ -234,7 +244,7 @@ class Served:
     def images(self) -> bool:
         return self.version.task == "segmentation"
 
-    def prepare(self, rows: list[dict[str, Any]]) -> Any:
+    def prepare(self, rows: list[dict[str, Any]]) -> Matrix:
         """Rows (mappings of feature to raw value) as the model's input matrix (float64),
         after the data's fitted preparation steps."""
         import pandas as pd
@@ -268,18 +278,19 @@ class Served:
             if self.fitted:  # raw values, as in the data before preparation
                 frame = apply_fitted(frame, self.fitted)
             frame = frame[self.features] if self.features else frame
-            return frame.to_numpy(dtype="float64")
+            prepared: Matrix = frame.to_numpy(dtype="float64")
+            return prepared
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidInput(f"Every feature must be a number: {exc}.") from None
 
-    def predict_matrix(self, matrix: Any) -> list[Any]:
+    def predict_matrix(self, matrix: Matrix) -> list[Any]:
         return self.backend.rows(self.features, matrix)
 
     def predict_rows(self, rows: list[dict[str, Any]]) -> list[Any]:
         """One prediction per row: a class label or a number."""
         return self.predict_matrix(self.prepare(rows))
 
-    def predict_images(self, images: list[Any], overlay: bool) -> list[dict[str, Any]]:
+    def predict_images(self, images: list[Image.Image], overlay: bool) -> list[dict[str, Any]]:
         """Per image: classes, scores, boxes [y_min, x_min, y_max, x_max], and with ``overlay``
         the image with the mask drawn on it, as base64 PNG."""
         return self.backend.images(images, overlay)
@@ -337,8 +348,8 @@ def load(
     return Served(version, backend, fitted)
 
 
-def png_base64(pixels: Any) -> str:
-    """An RGB array as a base64 PNG."""
+def png_base64(pixels: ArrayLike | Image.Image) -> str:
+    """An RGB array (or image) as a base64 PNG."""
     import numpy as np
     from PIL import Image
 

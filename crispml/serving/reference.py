@@ -25,7 +25,8 @@ a `request_id` for anything unexpected.
 
 
 def document() -> dict[str, Any]:
-    from crispml.serving.app import ModelApi, create_api
+    from crispml.serving.api import ModelApi
+    from crispml.serving.app import create_api
 
     # The routes do not depend on the services; only the examples would (none are loaded).
     api = ModelApi(cast(Any, None))

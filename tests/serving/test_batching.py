@@ -11,8 +11,8 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from crispml.core.errors import InvalidInput
-from crispml.serving.app import Framing
 from crispml.serving.batching import Batcher, BatchSettings
+from crispml.serving.framing import Framing
 from tests.helpers import in_thread
 
 

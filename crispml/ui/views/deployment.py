@@ -20,7 +20,7 @@ from crispml.core.deployments import Deployment
 from crispml.core.errors import CrispmlError, InvalidInput
 from crispml.core.modeling import ModelVersion
 from crispml.services import Services
-from crispml.serving.app import shared_api
+from crispml.serving.api import shared_api
 from crispml.serving.models import input_columns
 from crispml.ui import context
 from crispml.ui.widgets import feedback

@@ -1,0 +1,131 @@
+"""Predictions through the micro-batchers (crispml/serving/batching.py), one per served model
+and kind, within the time limit: images framed and answered as the article's results, table
+rows as one prediction each."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import HTTPException
+from starlette.concurrency import run_in_threadpool
+
+from crispml.serving.batching import Batcher, BatchSettings
+from crispml.serving.framing import Found, Framing, Result, article_result, shown_classes
+from crispml.serving.inputs import number
+from crispml.serving.models import InProcess, Served
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from crispml.serving.models import Matrix
+
+T = TypeVar("T")
+
+
+class Predictions:
+    """The batchers of the served models and the calls through them."""
+
+    def __init__(self, batching: BatchSettings, timeout_s: float) -> None:
+        self.batching = batching
+        self.timeout_s = timeout_s
+        # (weight, id of the loaded copy) -> its batcher; images also by overlay or not
+        self._rows: dict[tuple[str, int], Batcher[Matrix, list[Any]]] = {}
+        self._images: dict[tuple[str, bool, int], Batcher[list[Image.Image], list[Found]]] = {}
+
+    def forget(self, weight: str) -> None:
+        """Drop the batchers of a weight no longer served."""
+        for rows in [k for k in self._rows if k[0] == weight]:
+            self._rows.pop(rows, None)
+        for images in [k for k in self._images if k[0] == weight]:
+            self._images.pop(images, None)
+
+    async def images(
+        self,
+        served: Served,
+        pictures: list[Image.Image],
+        config: dict[str, Any],
+        create: bool,
+    ) -> list[Result]:
+        """The article's result for each picture (and its overlay when ``create``), with the
+        configuration's framing, minimum confidence and classes."""
+        minimum = number(config, "DETECTION_MIN_CONFIDENCE", 0.0)
+        wanted = shown_classes(config)
+        framed = [Framing.of(picture, config) for picture in pictures]
+        batcher = self._images_batcher(served, overlay=create)
+        found_all = await self.timed(batcher.submit([f.picture for f in framed]))
+        return [
+            article_result(served.weight, frame.back(found, create), minimum, wanted, create)
+            for frame, found in zip(framed, found_all, strict=True)
+        ]
+
+    async def rows(self, served: Served, rows: list[dict[str, Any]]) -> list[Any]:
+        """One prediction per row (prepared as the model's data was)."""
+        matrix = served.prepare(rows)
+        return await self.timed(self._rows_batcher(served).submit(matrix))
+
+    async def timed(self, call: Awaitable[T]) -> T:
+        """``call``'s result, or a 504 once it took longer than the time limit."""
+        try:
+            return await asyncio.wait_for(call, self.timeout_s)
+        except TimeoutError:
+            raise HTTPException(
+                504, f"The prediction took longer than {self.timeout_s:g} s."
+            ) from None
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` in a thread (off the event loop), within the time limit."""
+        return await self.timed(run_in_threadpool(fn, *args))
+
+    def _rows_batcher(self, served: Served) -> Batcher[Matrix, list[Any]]:
+        key = (served.weight, id(served))
+        found = self._rows.get(key)
+        if found is None:
+            found = self._rows[key] = Batcher(
+                _rows_combiner(served), self.batching, run_in_threadpool, inline=_inline(served)
+            )
+        return found
+
+    def _images_batcher(
+        self, served: Served, *, overlay: bool
+    ) -> Batcher[list[Image.Image], list[Found]]:
+        key = (served.weight, overlay, id(served))
+        found = self._images.get(key)
+        if found is None:
+            combine = _images_combiner(served, overlay=overlay)
+            found = self._images[key] = Batcher(
+                combine, self.batching, run_in_threadpool, inline=_inline(served)
+            )
+        return found
+
+
+def _inline(served: Served) -> bool:
+    """A model in this process may answer on the event loop; never wait on a worker there."""
+    return isinstance(served.backend, InProcess)
+
+
+def _rows_combiner(served: Served) -> Callable[[list[Matrix]], list[list[Any]]]:
+    def combine(parts: list[Matrix]) -> list[list[Any]]:
+        import numpy as np
+
+        predicted = served.predict_matrix(np.vstack(parts) if len(parts) > 1 else parts[0])
+        bounds = np.cumsum([0, *(len(p) for p in parts)])
+        return [predicted[a:b] for a, b in itertools.pairwise(bounds)]
+
+    return combine
+
+
+def _images_combiner(
+    served: Served, *, overlay: bool
+) -> Callable[[list[list[Image.Image]]], list[list[Found]]]:
+    def combine(parts: list[list[Image.Image]]) -> list[list[Found]]:
+        found = served.predict_images([p for part in parts for p in part], overlay)
+        out, start = [], 0
+        for part in parts:
+            out.append(found[start : start + len(part)])
+            start += len(part)
+        return out
+
+    return combine
