@@ -94,6 +94,17 @@ def test_the_package_names_resolve_and_reading_needs_no_numpy() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_a_link_in_place_of_a_file_is_not_read_and_does_not_hang(tmp_path: Path) -> None:
+    """A job may put a link where its metrics were: nothing is read through it, and a refresh
+    returns (it used to loop forever, the file's size never reached)."""
+    (tmp_path / "secret").write_text('{"time": 1, "step": 1, "metrics": {"loss": 0.5}}\n')
+    (tmp_path / "metrics.jsonl").symlink_to(tmp_path / "secret")
+    reader = LineReader(tmp_path / "metrics.jsonl")
+    assert reader.read() == [] and not reader.behind
+    tracker = RunTracker(tmp_path)
+    assert not tracker.refresh() and tracker.series == {}
+
+
 def test_metrics_reader_follows_a_run(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     reader = MetricsReader(path)

@@ -46,6 +46,7 @@ class FileTail:
         try:
             opened = open_job_file(self.path)  # a job may have put a link in its place
         except OSError:
+            self.size = self.offset  # nothing readable: not "behind", or readers would spin
             return b""
         with opened as f:
             f.seek(self.offset - len(self._tail))
