@@ -526,18 +526,18 @@ def _print_log(services: Any, job_id: str, *, follow: bool) -> Any:
     """Print the job's log; with ``follow``, until the job has ended. Returns the job."""
     import time
 
-    path = services.jobs.log_path(services.jobs.get(0, job_id, admin=True))
-    position = 0
+    from crispml.core.tracking.reading import FileTail
+
+    log = FileTail(services.jobs.log_path(services.jobs.get(0, job_id, admin=True)))
     while True:
-        if path.exists():
-            with path.open("rb") as f:
-                f.seek(position)
-                data = f.read()
-                position = f.tell()
-            sys.stdout.write(data.decode("utf-8", "replace"))
-            sys.stdout.flush()
+        # The status first: once it says ended, the log read after it is complete.
         job = services.jobs.get(0, job_id, admin=True)
-        if not follow or (job.finished and (not path.exists() or path.stat().st_size == position)):
+        while True:
+            sys.stdout.write(log.appended().decode("utf-8", "replace"))
+            if not log.behind:  # a backlog is read in steps
+                break
+        sys.stdout.flush()
+        if not follow or job.finished:
             return job
         time.sleep(0.5)
 
@@ -701,20 +701,17 @@ def _follow_run(services: Any, owner: Any, run_id: str) -> Any:
     import json
     import time
 
+    from crispml.core.tracking.reading import LineReader
+
     folder = services.modeling.run_folder(services.modeling.get(owner.id, run_id))
-    offsets = {"output.log": 0, "metrics.jsonl": 0}
+    readers = {name: LineReader(folder / name) for name in ("output.log", "metrics.jsonl")}
     while True:
         run = services.modeling.get(owner.id, run_id)
-        for name in offsets:
-            path = folder / name
-            if not path.exists():
-                continue
-            with path.open("rb") as f:
-                f.seek(offsets[name])
-                data = f.read()
-            complete = data[: data.rfind(b"\n") + 1]
-            offsets[name] += len(complete)
-            for line in complete.decode("utf-8", "replace").splitlines():
+        for name, reader in readers.items():
+            blocks = [reader.read_block()]
+            while reader.behind:  # a backlog is read in steps
+                blocks.append(reader.read_block())
+            for line in b"".join(blocks).decode("utf-8", "replace").splitlines():
                 if name == "output.log":
                     typer.echo(line)
                     continue

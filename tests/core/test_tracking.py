@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from crispml.core.tracking import (
+    FileTail,
     LineReader,
     MetricsReader,
     RunTracker,
@@ -54,6 +55,54 @@ def test_truncation_and_rotation_start_over(tmp_path: Path) -> None:
     assert reader.read() == ["e", "f"] and reader.resets == 2
     path.unlink()
     assert reader.read() == []
+
+
+def test_the_tail_gives_raw_bytes_partial_lines_included(tmp_path: Path) -> None:
+    """FileTail (the CLI's ``jobs logs``) prints what was appended as it is, and starts over
+    like LineReader when the file is replaced."""
+    path = tmp_path / "output.log"
+    tail = FileTail(path)
+    assert tail.appended() == b""  # no file yet
+    path.write_bytes(b"one\n50%\r")
+    assert tail.appended() == b"one\n50%\r"
+    with path.open("ab") as f:
+        f.write(b"100%\n")
+    assert tail.appended(max_bytes=2) == b"10" and tail.behind
+    assert tail.appended() == b"0%\n" and not tail.behind
+    path.unlink()
+    path.write_bytes(b"again\n")
+    assert tail.appended() == b"again\n" and tail.resets == 1
+
+
+def test_the_package_names_resolve_and_reading_needs_no_numpy() -> None:
+    """Public names load their module on first use: the CLI's log tailing stays cheap."""
+    import crispml.core.tracking as tracking
+
+    assert sorted(tracking.__all__) == sorted(tracking._HOMES)
+    for name in tracking.__all__:
+        assert getattr(tracking, name) is not None
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = tracking.no_such_name
+    code = (
+        "import sys\n"
+        "from crispml.core.tracking.reading import FileTail, LineReader\n"
+        "print(sorted({'numpy', 'scipy', 'pyarrow'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_link_in_place_of_a_file_is_not_read_and_does_not_hang(tmp_path: Path) -> None:
+    """A job may put a link where its metrics were: nothing is read through it, and a refresh
+    returns (it used to loop forever, the file's size never reached)."""
+    (tmp_path / "secret").write_text('{"time": 1, "step": 1, "metrics": {"loss": 0.5}}\n')
+    (tmp_path / "metrics.jsonl").symlink_to(tmp_path / "secret")
+    reader = LineReader(tmp_path / "metrics.jsonl")
+    assert reader.read() == [] and not reader.behind
+    tracker = RunTracker(tmp_path)
+    assert not tracker.refresh() and tracker.series == {}
 
 
 def test_metrics_reader_follows_a_run(tmp_path: Path) -> None:
