@@ -679,21 +679,6 @@ def env_rm(name: str, user: UserOption = None) -> None:
 # modeling ----------------------------------------------------------------------------------------
 
 
-def _project_for(services: Any, owner: Any, name: str | None) -> Any:
-    from crispml.core.errors import NotFound
-    from crispml.core.projects import ProjectFields
-
-    projects = services.projects.list(owner.id)
-    if name:
-        for project in projects:
-            if project.name == name:
-                return project
-        raise NotFound(f"{owner.username} has no project named '{name}'.")
-    if projects:
-        return projects[0]  # the most recently updated
-    return services.projects.create(owner.id, ProjectFields(name="Samples"), actor=owner.username)
-
-
 def _follow_run(services: Any, owner: Any, run_id: str) -> Any:
     """Print the run's log and its metrics as they come, until it ends."""
     import json
@@ -756,7 +741,7 @@ def train(
         params[key.strip()] = value.strip()
     with _services() as services:
         owner = services.resolve_user(user)
-        chosen = _project_for(services, owner, project)
+        chosen = services.projects.resolve(owner, project)
         dataset = services.modeling.resolve_data(owner, chosen.id, data)
         if register is not None and not register:
             raise InvalidInput("--register needs a model name.")
