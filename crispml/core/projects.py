@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crispml.core.audit import AuditLog
+from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
 from crispml.core.errors import Conflict, InvalidInput, NotFound
 from crispml.store.db import Database
@@ -92,6 +93,19 @@ class ProjectService:
     def get(self, owner_id: int, project_id: int) -> Project:
         with self._db.session() as s:
             return _to_project(self._row(s, owner_id, project_id))
+
+    def resolve(self, owner: User, name: str | None) -> Project:
+        """The owner's project named ``name``; without a name their most recently updated one,
+        or a new project "Samples" when they have none (what the CLI's ``--project`` means)."""
+        projects = self.list(owner.id)
+        if name:
+            for project in projects:
+                if project.name == name:
+                    return project
+            raise NotFound(f"{owner.username} has no project named '{name}'.")
+        if projects:
+            return projects[0]  # the most recently updated
+        return self.create(owner.id, ProjectFields(name="Samples"), actor=owner.username)
 
     def exists(self, owner_id: int, project_id: str, _label: str = "") -> bool:
         """Whether the owner still has this project (a saved-work check; renames are fine)."""

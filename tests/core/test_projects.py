@@ -51,3 +51,24 @@ def test_audit_log_records_changes(services: Services) -> None:
     services.projects.create(owner.id, ProjectFields("Audited"), actor="admin")
     actions = [(e.actor, e.action, e.target) for e in services.audit.recent(5)]
     assert ("admin", "project.create", "Audited") in actions
+
+
+def test_resolve_finds_a_project_by_name_else_the_latest_else_makes_one(
+    services: Services,
+) -> None:
+    alice = services.auth.create_user("alice", "lilac-harbor-93", actor="t")
+    bob = services.auth.create_user("bob", "lilac-harbor-93", actor="t")
+    projects = services.projects
+    samples = projects.resolve(alice, None)  # none yet: one is made, once
+    assert (samples.name, samples.owner_id) == ("Samples", alice.id)
+    assert ("alice", "project.create", "Samples") in [
+        (e.actor, e.action, e.target) for e in services.audit.recent(5)
+    ]
+    assert projects.resolve(alice, None).id == samples.id
+    churn = projects.create(alice.id, ProjectFields("Churn"), actor="alice")
+    projects.create(bob.id, ProjectFields("Fraud"), actor="bob")
+    assert projects.resolve(alice, None).id == churn.id  # the most recently updated
+    assert projects.resolve(alice, "Samples").id == samples.id
+    with pytest.raises(NotFound, match="alice has no project named 'Fraud'"):
+        projects.resolve(alice, "Fraud")  # bob's
+    assert [p.name for p in projects.list(alice.id)] == ["Churn", "Samples"]
