@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     workers start on them and finish together on the many short files."""
     long_files = {item.path for item in items if item.get_closest_marker("long")}
     items.sort(key=lambda item: item.path not in long_files)  # stable: the rest keep their order
+    for item in items:  # @pytest.mark.needs("torch"): skipped, with the reason, without it
+        wanted = [name for mark in item.iter_markers("needs") for name in mark.args]
+        if missing := [name for name in wanted if find_spec(name) is None]:
+            reason = f"needs {', '.join(missing)}: install the dev extra (./dev test does)"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

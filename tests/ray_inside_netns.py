@@ -34,7 +34,11 @@ def wait_ports_free(ports: tuple[int, ...], seconds: float = 60) -> None:
 
 home = Path(sys.argv[1])
 ray = str(Path(sys.executable).parent / "ray")
-env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+env = {
+    **os.environ,
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_agent_register_timeout_ms": "120000",  # the agents may start slowly under load
+}
 start = [
     ray,
     "start",
@@ -48,7 +52,15 @@ start = [
     # machine (Ray gives a raylet 30 s to register, a limit it does not let one change).
     "--include-log-monitor=false",
     "--object-store-memory=100000000",
+    # The agents' ports given, not picked: with a port left to the agent, the raylet waits for
+    # the file the agent writes it to, and on a loaded machine that wait timed out and crashed
+    # the raylet ("Timed out waiting for file .../metrics_agent_port_...").
+    "--dashboard-agent-grpc-port=52366",
+    "--dashboard-agent-listen-port=52365",
+    "--runtime-env-agent-port=52367",
+    "--metrics-export-port=52368",
 ]
+PORTS = (6379, 8265, 52365, 52366, 52367, 52368)
 
 
 def start_head() -> None:
@@ -65,9 +77,9 @@ def start_head() -> None:
         raise SystemExit(f"ray start failed:\n{done.stdout}\n{done.stderr}\n" + "\n".join(tails))
 
 
-start_head()
 seen: dict[str, object] = {}
 try:
+    start_head()  # inside: a head that half-started is stopped too
     svc = build_services(
         Settings(
             home=home,
@@ -133,9 +145,9 @@ seen["log_after_head_stop"] = svc.jobs.log_tail(quick_job)
 # A new head has forgotten the job that ran when the old one died: it is marked lost. The old
 # head's processes may still hold its ports for a moment after `ray stop`: wait until they are
 # free (a condition, not a sleep), or a new head fails to bind them.
-wait_ports_free((6379, 8265))
-start_head()
+wait_ports_free(PORTS)
 try:
+    start_head()
     history = {j.name: (j.status, j.exit_code) for j in svc.jobs.history(None)}
     seen["history_after_head_restart"] = history
     seen["orphan_error"] = next(j for j in svc.jobs.history(None) if j.name == "orphan").error

@@ -23,6 +23,8 @@ from crispml.store.tables import ModelRow
 from tests.helpers import USER_PASSWORD
 from tests.models import admin_home, iris_and_shapes, wait_finished
 
+pytestmark = pytest.mark.needs("torch")
+
 
 @dataclass
 class Home:

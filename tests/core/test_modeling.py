@@ -227,6 +227,7 @@ def test_the_model_registry(svc, admin, iris, sklearn_runs) -> None:
         sys.path.remove(str(JOBSIDE))
 
 
+@pytest.mark.needs("torch")
 def test_pytorch_algorithms_train_on_the_cpu(svc, admin, project, iris, diabetes) -> None:
     from PIL import Image
 

@@ -323,6 +323,7 @@ trainer.fit(Model(), data, data)
 """
 
 
+@pytest.mark.needs("torch", "lightning")
 def test_lightning_csv_logs_are_read(tmp_path: Path) -> None:
     """A real Lightning Trainer with its CSVLogger, as a job would run it."""
     script = tmp_path / "train.py"
@@ -348,6 +349,7 @@ def test_lightning_csv_logs_are_read(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.needs("torch", "tensorboard")
 def test_tensorboard_event_files_are_followed(tmp_path: Path) -> None:
     """Event files written by PyTorch's SummaryWriter, in a subfolder, read as they grow."""
     from torch.utils.tensorboard import SummaryWriter
@@ -430,6 +432,7 @@ def test_metric_names_pair_train_and_validation() -> None:
     }
 
 
+@pytest.mark.needs("torch", "tensorboard")
 def test_the_same_name_in_several_files_is_told_apart_by_folder(tmp_path: Path) -> None:
     """Keras' TensorBoard callback writes epoch_loss under train/ and validation/."""
     from torch.utils.tensorboard import SummaryWriter

@@ -21,7 +21,7 @@ from tests.e2e.journey import Newcomer, options, walk_the_path
 from tests.helpers import USER_PASSWORD, Server, free_port
 from tests.models import IRIS_ROW, admin_home, wait_finished
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs("torch")]
 
 
 @dataclass

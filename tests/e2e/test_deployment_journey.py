@@ -18,7 +18,7 @@ from tests.e2e.conftest import choose, log_in, settle, shot, wait_for_shell
 from tests.helpers import Server, free_port
 from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs("torch")]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from crispml.settings import Settings
 from tests.e2e.journey import Newcomer, train_what_the_form_shows, walk_the_path
 from tests.helpers import ADMIN_PASSWORD, Server, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs("torch")]
 
 
 @pytest.fixture(scope="module")

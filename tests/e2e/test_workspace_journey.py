@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import log_in, shot, wait_for_shell
+from tests.e2e.conftest import log_in, settle, shot, wait_for_shell
 from tests.helpers import Server
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +24,7 @@ def type_into(page: Page, label: str, text: str, nth: int = 0) -> None:
     field = page.get_by_label(label, exact=True).nth(nth)
     field.fill(text)
     field.press("Tab")  # Streamlit sends the value on blur
-    page.wait_for_timeout(600)
+    settle(page)
 
 
 def new_project_name(page: Page):
@@ -42,7 +42,7 @@ def test_workspace_survives_refresh_restart_and_browsers(tmp_path: Path, new_pag
         page.get_by_text("New project").click()
         new_project_name(page).fill("Draft churn")
         new_project_name(page).press("Tab")
-        page.wait_for_timeout(600)
+        settle(page)
         page.get_by_role("tab", name="Edit").click()
         type_into(page, "Goal", "An edited goal, not saved yet")
         # Page 2: the name for a save.

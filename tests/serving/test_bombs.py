@@ -25,7 +25,7 @@ from crispml.services import Services
 from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
 from tests.web.test_model_api import Api
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.needs("torch")]
 
 MB = 1_000_000
 # The server's limits here (scaled down from the defaults, so the bombs stay small).

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from crispml.core.workspace import encode, project_scope
 from crispml.services import Services
 from tests.models import iris_and_shapes, wait_finished
 from tests.ui.test_data_pages import button, session
+
+pytestmark = pytest.mark.needs("torch")
 
 RUN = "eval.register.run"  # the Register box
 PICK = "ws.eval.register_run"  # the user's pick, kept in the workspace

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from crispml.core.projects import ProjectFields
@@ -228,6 +229,7 @@ def test_the_command_box_needs_the_code_permission(app_services: Services) -> No
     assert "Command" in [t.label for t in at.text_input]
 
 
+@pytest.mark.needs("torch")
 def test_about_shows_the_version_license_and_notices(app_services: Services) -> None:
     login_as(app_services, "admin")
     at = page("about").run()

@@ -79,7 +79,10 @@ def test_the_full_log_and_the_metrics_are_for_their_owner(server: Server) -> Non
     )
     job_id = cli(server, "jobs", "submit", "--", sys.executable, "-c", code)
     quiet = cli(server, "jobs", "submit", "--", sys.executable, "-c", "pass")
-    time.sleep(3)
+    deadline = time.monotonic() + 60  # both have ended: their log and metrics are whole
+    while not all(jobs_of(server.home)[j][0] == "succeeded" for j in (job_id, quiet)):
+        assert time.monotonic() < deadline, jobs_of(server.home)
+        time.sleep(0.1)
     with server.client() as client:
         server.login(client)
         log = client.get(f"/jobs/{job_id}/log")

@@ -29,7 +29,7 @@ from crispml.services import Services
 from tests.helpers import free_port
 from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.needs("torch")]
 
 
 class Api:
