@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from crispml.core.files import FileSpace, Root
+from crispml.core.files.space import FileSpace, Root
 
 
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:

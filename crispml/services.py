@@ -19,7 +19,8 @@ from crispml.core.data.service import DatasetService
 from crispml.core.deployments import ApiServerService, DeploymentService
 from crispml.core.envs.service import EnvironmentService
 from crispml.core.errors import Conflict, NotFound
-from crispml.core.files import FileService, SharedRootConfig, ZipLimits
+from crispml.core.files.service import FileService, SharedRootConfig
+from crispml.core.files.zips import ZipLimits
 from crispml.core.jobs import JobRuntime, JobService, Limits
 from crispml.core.modeling import ModelingService
 from crispml.core.notebook import NotebookService, NotebookSettings

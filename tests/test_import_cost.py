@@ -11,7 +11,7 @@ HEAVY = {"numpy", "pandas", "torch", "sklearn", "pyarrow", "scipy", "streamlit",
 
 def test_importing_core_services_and_the_cli_is_cheap() -> None:
     code = (
-        "import crispml.services, crispml.cli, crispml.core.jobs, crispml.core.files\n"
+        "import crispml.services, crispml.cli, crispml.core.jobs, crispml.core.files.service\n"
         "from crispml.core import passwords\n"
         "print(passwords._dummy_hash.cache_info().currsize)\n"
     )

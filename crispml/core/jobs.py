@@ -28,7 +28,7 @@ from crispml.core.clock import Clock, utcnow
 from crispml.core.envs.registry import SYSTEM, Environment, EnvironmentRegistry
 from crispml.core.errors import Conflict, CrispmlError, InvalidInput, NotFound, PermissionDenied
 from crispml.core.executors import Executor, JobHandle, LaunchRequest, load_executor, start_time
-from crispml.core.files import user_files
+from crispml.core.files.service import user_files
 from crispml.core.sandbox import (
     Capability,
     SandboxError,

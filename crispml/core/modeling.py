@@ -39,7 +39,7 @@ from crispml.core.audit import AuditLog
 from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
 from crispml.core.data.service import Dataset, DatasetService
-from crispml.core.envs.registry import unmet
+from crispml.core.envs.requirements import unmet
 from crispml.core.envs.service import EnvironmentService
 from crispml.core.errors import (
     Conflict,

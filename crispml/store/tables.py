@@ -236,7 +236,7 @@ class EnvironmentRow(Base):
     build_job: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # What the last health check found (crispml.core.envprobe), for the table and matching.
+    # What the last health check found (crispml.core.envs.probe), for the table and matching.
     python_version: Mapped[str] = mapped_column(String(32), default="")
     packages: Mapped[str] = mapped_column(Text, default="{}")  # JSON: name -> version
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from crispml.core import about
 from crispml.core.auth import AuthSession
 from crispml.core.errors import CrispmlError, InvalidInput, NotFound, PermissionDenied
+from crispml.core.files.zips import zip_stream
 from crispml.services import Services
 
 # Types a browser may show inline from our origin: our own table, not the host's mime.types.
@@ -97,7 +98,7 @@ def file_routes(services: Services) -> list[Route]:
                 return _error(400, f"'{path or '/'}' is a folder: add ?zip=1 to download it.")
             name = (real.name or root_id.lstrip("~")) + ".zip"
             return StreamingResponse(
-                space.zip_stream(path),
+                zip_stream(space, path),
                 media_type="application/zip",
                 headers={"content-disposition": disposition("attachment", name)},
             )

@@ -18,13 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from crispml.core.envs.registry import (
-    Environment,
-    check_name,
-    installed_pythons,
-    parse_requirements,
-    unmet,
-)
+from crispml.core.envs.interpreters import installed_pythons
+from crispml.core.envs.registry import Environment, check_name
+from crispml.core.envs.requirements import parse_requirements, unmet
 from crispml.core.envs.service import uv_binary
 from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from crispml.core.jobs import Job, JobSpec
@@ -333,7 +329,7 @@ def test_conda_environments_are_found_and_run_through_conda_run(
     reason="no real conda-compatible tool on PATH (the stand-in test covers the commands)",
 )
 def test_a_real_conda_tool(tmp_path: Path) -> None:
-    from crispml.core.envs.registry import discover_conda
+    from crispml.core.envs.conda import discover_conda
 
     found = discover_conda(("conda", "mamba", "micromamba"))
     assert found

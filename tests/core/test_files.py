@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from crispml.core.audit import AuditLog
 from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from crispml.core.files import FileService, FileSpace, Root, SharedRootConfig, ZipLimits
+from crispml.core.files.service import FileService, SharedRootConfig
+from crispml.core.files.space import FileSpace, Root
+from crispml.core.files.zips import ZipLimits, extract_zip, zip_stream
 from crispml.store.db import Database
 from crispml.store.migrate import upgrade
 
@@ -151,7 +153,7 @@ def test_damaged_or_odd_archives_are_refused_readably(space: FileSpace) -> None:
         put(space, name, data)
         space.mkdir("", f"t-{name}")
         with pytest.raises(InvalidInput, match="cannot be extracted"):
-            space.extract_zip(name, f"t-{name}", ZipLimits())
+            extract_zip(space, name, f"t-{name}", ZipLimits())
         assert list((space.root.path / f"t-{name}").iterdir()) == []
 
 
@@ -176,7 +178,7 @@ def test_upload_limit_and_no_half_written_file(space: FileSpace) -> None:
 def test_zip_download_streams_the_whole_folder(space: FileSpace) -> None:
     put(space, "d/a.txt", b"alpha")
     put(space, "d/sub/b.bin", os.urandom(3_000_000))
-    chunks = list(space.zip_stream("d"))
+    chunks = list(zip_stream(space, "d"))
     assert len(chunks) > 1  # produced piece by piece
     with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as z:
         assert sorted(z.namelist()) == ["a.txt", "sub/b.bin"]
@@ -198,10 +200,10 @@ def make_zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
 def test_extract_zip_and_refusals(space: FileSpace) -> None:
     put(space, "ok.zip", make_zip({"a.csv": b"1", "sub/b.csv": b"2"}))
     space.mkdir("", "here")
-    assert space.extract_zip("ok.zip", "here", ZipLimits()) == 2
+    assert extract_zip(space, "ok.zip", "here", ZipLimits()) == 2
     assert (space.root.path / "here/sub/b.csv").read_bytes() == b"2"
     with pytest.raises(Conflict, match="overwrite"):
-        space.extract_zip("ok.zip", "here", ZipLimits())
+        extract_zip(space, "ok.zip", "here", ZipLimits())
     cases = {
         "slip.zip": (make_zip({"../evil.txt": b"x"}), "would land outside"),
         "abs.zip": (make_zip({"/tmp/evil.txt": b"x"}), "would land outside"),
@@ -214,7 +216,7 @@ def test_extract_zip_and_refusals(space: FileSpace) -> None:
         put(space, name, data)
         space.mkdir("", f"t-{name}")
         with pytest.raises(InvalidInput, match=message):
-            space.extract_zip(name, f"t-{name}", ZipLimits(max_entries=10, max_total_bytes=4000))
+            extract_zip(space, name, f"t-{name}", ZipLimits(max_entries=10, max_total_bytes=4000))
         assert list((space.root.path / f"t-{name}").iterdir()) == []  # nothing half-extracted
     assert not (space.root.path.parent / "evil.txt").exists()
 
@@ -333,9 +335,9 @@ def test_no_operation_touches_anything_outside_the_root(
         elif op == "read":
             space.read_head(given_path)
         elif op == "zip":
-            b"".join(space.zip_stream(given_path))
+            b"".join(zip_stream(space, given_path))
         elif op == "extract":
-            space.extract_zip("in/slip.zip", given_path, ZipLimits())
+            extract_zip(space, "in/slip.zip", given_path, ZipLimits())
     except (InvalidInput, NotFound, Conflict, PermissionDenied, OSError):
         pass
     after = {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()}
@@ -354,7 +356,7 @@ def test_no_operation_touches_anything_outside_the_root(
 def test_the_partial_sort_equals_a_full_sort(
     names: list[str], folders: list[bool], page: int, size: int, descending: bool
 ) -> None:
-    from crispml.core.files import _window_by_name
+    from crispml.core.files.space import _window_by_name
 
     items = [(n, folders[i] if i < len(folders) else False) for i, n in enumerate(names)]
     dirs = sorted((n for n, d in items if d), key=str.lower, reverse=descending)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crispml.core.errors import InvalidInput
-from crispml.core.files import FileSpace, Root
+from crispml.core.files.space import FileSpace, Root
 
 
 class Racing(FileSpace):

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from crispml.core.envs.registry import JOBSIDE, MARKER, Environment, ProbeFailed, probe
+from crispml.core.envs.probe import ProbeFailed, probe
+from crispml.core.envs.registry import JOBSIDE, MARKER, Environment
 
 
 class BuildFailed(Exception):

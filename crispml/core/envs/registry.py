@@ -1,46 +1,42 @@
-"""Python environments that jobs and model servers run in: the registry and what it knows.
+"""Python environments that jobs and model servers run in: the registry and its records.
 
 Kinds:
 
 - ``system``: the interpreter crispml itself runs in (always present, never deleted);
 - ``venv``: built by crispml under ``<home>/envs/<name>/`` with uv (a build job, see
   crispml.core.envs.build and crispml.core.envs.service);
-- ``conda``: existing conda/mamba/micromamba environments, found with ``<tool> env list --json``
+- ``conda``: existing conda/mamba/micromamba environments, found by crispml.core.envs.conda
   and run with ``<tool> run -p PREFIX --no-capture-output``;
 - ``path``: an interpreter an admin registered by its path.
 
 A job's command runs with its environment's interpreter (``python`` as the program means that
 interpreter) and with crispml's job-side helpers (``crispml/jobside``, standard library only) on
 ``PYTHONPATH``, so ``import crispml_job`` works even where crispml is not installed. What an
-environment holds is learnt by running ``_crispml_probe.py`` with its own interpreter; the
-result is kept in the store for the table and for matching requirements.
+environment holds is learnt by running ``_crispml_probe.py`` with its own interpreter
+(crispml.core.envs.probe); the result is kept in the store for the table and for matching
+requirements.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 import crispml
 from crispml.core.clock import Clock, utcnow
+from crispml.core.envs.interpreters import own_packages
+from crispml.core.envs.requirements import requirement_name, unmet
 from crispml.core.errors import Conflict, InvalidInput, NotFound
 from crispml.store.db import Database
 from crispml.store.tables import EnvironmentRow, JobRow
@@ -48,7 +44,6 @@ from crispml.store.tables import EnvironmentRow, JobRow
 SYSTEM = "system"
 KINDS = ("system", "venv", "conda", "path")
 JOBSIDE = Path(crispml.__file__).resolve().parent / "jobside"
-PROBE_SCRIPT = JOBSIDE / "_crispml_probe.py"
 MARKER = ".crispml-env.json"  # written last by a successful build
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 PYTHON_NAMES = ("python", "python3")
@@ -139,23 +134,6 @@ class Check:
     imports: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Interpreter:
-    version: str
-    path: str
-
-    @property
-    def minor(self) -> str:
-        return ".".join(self.version.split(".")[:2])
-
-
-class ProbeFailed(Exception):
-    pass
-
-
-# --- names and requirements -------------------------------------------------------------------
-
-
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if name == SYSTEM:
@@ -166,212 +144,6 @@ def check_name(name: str) -> str:
             "'.', '_' or '-', starting with a letter or digit (it becomes a folder name)."
         )
     return name
-
-
-def parse_requirements(text: str | Iterable[str]) -> list[str]:
-    """Requirement lines (``scikit-learn>=1.5``), one per line; comments and blanks skipped."""
-    lines = text.splitlines() if isinstance(text, str) else list(text)
-    found: list[str] = []
-    for number, raw in enumerate(lines, 1):
-        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-        if not line:
-            continue
-        if line.startswith("-"):
-            raise InvalidInput(
-                f"Line {number}: options such as '{line.split()[0]}' are not accepted here; "
-                "write one requirement per line, e.g. 'scikit-learn>=1.5'."
-            )
-        try:
-            requirement = Requirement(line)
-            if requirement.url:
-                raise InvalidInput(
-                    f"Line {number}: '{line}' points at a URL or a file; list packages from the "
-                    "index by name and version instead."
-                )
-            found.append(str(requirement))
-        except InvalidRequirement as exc:
-            message = f"Line {number}: '{line}' is not a valid requirement: {exc}"
-            raise InvalidInput(message) from exc
-    return found
-
-
-def requirement_name(requirement: str) -> str:
-    return canonicalize_name(Requirement(requirement).name)
-
-
-def unmet(requirements: Iterable[str], packages: dict[str, str], python_version: str) -> list[str]:
-    """Each requirement the installed ``packages`` do not satisfy, as a message."""
-    problems = []
-    marker_env = {"python_version": ".".join(python_version.split(".")[:2])}
-    if python_version:
-        marker_env["python_full_version"] = python_version
-    for text in requirements:
-        req = Requirement(text)
-        if req.marker is not None and python_version and not req.marker.evaluate(marker_env):
-            continue
-        installed = packages.get(canonicalize_name(req.name))
-        if installed is None:
-            problems.append(f"{req.name} is not installed")
-        elif req.specifier and not req.specifier.contains(installed, prereleases=True):
-            problems.append(f"{req.name} {installed} does not satisfy '{text}'")
-    return problems
-
-
-# --- interpreters ------------------------------------------------------------------------------
-
-
-def _query(path: str) -> Interpreter | None:
-    try:
-        out = subprocess.run(
-            [path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3], sys.executable)"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    parts = out.stdout.split(maxsplit=1)
-    if out.returncode != 0 or len(parts) != 2:
-        return None
-    version, executable = parts[0], parts[1].strip()
-    if tuple(int(p) for p in version.split(".")[:2]) < (3, 8):
-        return None  # the job-side helpers need 3.8
-    return Interpreter(version, executable or path)
-
-
-@lru_cache(maxsize=8)
-def installed_pythons(extra: tuple[str, ...] = ()) -> list[Interpreter]:
-    """Python interpreters installed on this machine (3.8 and newer), newest first.
-
-    Looked for: crispml's own, ``extra`` (the ``python_interpreters`` setting), ``python3.X`` on
-    PATH, pyenv's versions, and /usr/bin and /usr/local/bin. Nothing is ever downloaded.
-    """
-    candidates = [sys.executable, *extra]
-    candidates += [p for m in range(8, 16) if (p := shutil.which(f"python3.{m}"))]
-    pyenv = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    candidates += sorted(glob.glob(f"{pyenv}/versions/*/bin/python3"))
-    for folder in ("/usr/bin", "/usr/local/bin"):
-        candidates += sorted(glob.glob(f"{folder}/python3.[0-9]*[0-9]"))
-    unique = list(dict.fromkeys(candidates))
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        found = [i for i in pool.map(_query, unique) if i is not None]
-    by_key: dict[tuple[str, str], Interpreter] = {}
-    for interpreter in found:
-        key = (interpreter.version, os.path.realpath(interpreter.path))
-        by_key.setdefault(key, interpreter)
-    versions: dict[str, Interpreter] = {}
-    for interpreter in by_key.values():
-        versions.setdefault(interpreter.version, interpreter)  # one per version: the first found
-    return sorted(versions.values(), key=lambda i: _version_key(i.version), reverse=True)
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".") if p.isdigit())
-
-
-def find_python(request: str, extra: tuple[str, ...] = ()) -> Interpreter:
-    """The installed interpreter for ``request``: '' (crispml's own version), '3.12', '3.12.1',
-    or an absolute path."""
-    request = (request or "").strip()
-    if request.startswith("/"):
-        found = _query(request)
-        if found is None:
-            raise InvalidInput(f"{request} is not a Python 3.8 (or newer) interpreter that runs.")
-        return found
-    if not request:
-        request = ".".join(str(p) for p in sys.version_info[:3])
-    if not re.fullmatch(r"\d\.\d{1,2}(\.\d{1,2})?", request):
-        raise InvalidInput(f"'{request}' is not a Python version; write it like 3.12 or 3.12.1.")
-    if _version_key(request)[:2] < (3, 8):
-        raise InvalidInput(f"Python {request} is too old: environments need 3.8 or newer.")
-    installed = installed_pythons(extra)
-    for interpreter in installed:
-        if interpreter.version == request or interpreter.minor == request:
-            return interpreter
-    known = ", ".join(i.version for i in installed) or "none"
-    raise InvalidInput(
-        f"Python {request} is not installed here (crispml never downloads one). Installed: {known}."
-    )
-
-
-@lru_cache(maxsize=1)
-def _own_packages() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.setdefault(canonicalize_name(name), dist.version)
-    return dict(sorted(found.items()))
-
-
-# --- probing ---------------------------------------------------------------------------------
-
-
-def probe(env: Environment, dists: Sequence[str] = (), *, size: bool = False) -> dict[str, Any]:
-    """Run the probe with the environment's own interpreter; raises ProbeFailed."""
-    argv = env.command(["python", str(PROBE_SCRIPT), *(["--size"] if size else []), *dists])
-    try:
-        out = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **env.variables()},
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ProbeFailed(f"its interpreter could not be started: {exc}") from exc
-    for line in out.stdout.splitlines():
-        if line.startswith("CRISPML-PROBE "):
-            result: dict[str, Any] = json.loads(line.removeprefix("CRISPML-PROBE "))
-            return result
-    detail = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
-    raise ProbeFailed(f"its interpreter did not run: {detail}")
-
-
-# --- conda ------------------------------------------------------------------------------------
-
-
-def _conda_name(prefix: str) -> str:
-    stem = re.sub(r"[^a-z0-9._-]+", "-", Path(prefix).name.lower()).strip("-.") or "env"
-    return f"conda-{stem}"[:60]
-
-
-def discover_conda(tools: Sequence[str]) -> list[tuple[str, str, str]] | None:
-    """(name, tool, prefix) of every environment the conda-compatible ``tools`` list; None when
-    a tool that is installed did not answer (then nothing is changed)."""
-    found: list[tuple[str, str, str]] = []
-    prefixes: set[str] = set()
-    names: set[str] = set()
-    for tool in tools:
-        path = tool if os.path.isabs(tool) and os.access(tool, os.X_OK) else shutil.which(tool)
-        if not path:
-            continue
-        try:
-            out = subprocess.run(
-                [path, "env", "list", "--json"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                stdin=subprocess.DEVNULL,
-            )
-            listed = json.loads(out.stdout).get("envs", [])
-        except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
-            return None
-        for prefix in listed:
-            if not isinstance(prefix, str) or prefix in prefixes or not os.path.isdir(prefix):
-                continue
-            name, n = _conda_name(prefix), 2
-            while name in names:
-                name, n = f"{_conda_name(prefix)}-{n}", n + 1
-            prefixes.add(prefix)
-            names.add(name)
-            found.append((name, path, prefix))
-    return found
-
-
-# --- the registry ---------------------------------------------------------------------------
 
 
 def _to_env(row: EnvironmentRow) -> Environment:
@@ -419,7 +191,7 @@ class EnvironmentRegistry:
             sys.executable,
             prefix=sys.prefix,
             python_version=version,
-            packages=_own_packages(),  # this very interpreter: no probe needed
+            packages=own_packages(),  # this very interpreter: no probe needed
         )
         if stored is None:
             return base

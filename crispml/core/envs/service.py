@@ -21,22 +21,11 @@ from sqlalchemy import select
 from crispml.core.audit import AuditLog
 from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
-from crispml.core.envs.registry import (
-    SYSTEM,
-    Check,
-    Environment,
-    EnvironmentRegistry,
-    Interpreter,
-    ProbeFailed,
-    check_name,
-    discover_conda,
-    find_python,
-    installed_pythons,
-    parse_requirements,
-    probe,
-    requirement_name,
-    unmet,
-)
+from crispml.core.envs.conda import discover_conda
+from crispml.core.envs.interpreters import Interpreter, find_python, installed_pythons
+from crispml.core.envs.probe import ProbeFailed, probe
+from crispml.core.envs.registry import SYSTEM, Check, Environment, EnvironmentRegistry, check_name
+from crispml.core.envs.requirements import parse_requirements, requirement_name, unmet
 from crispml.core.errors import Conflict, InvalidInput, PermissionDenied
 from crispml.core.jobs import ACTIVE, Job, JobService, JobSpec
 from crispml.store.tables import EnvironmentRow, JobRow, UserRow

@@ -10,7 +10,8 @@ import streamlit as st
 
 from crispml.core.data.loaders import TableLimits
 from crispml.core.errors import CrispmlError
-from crispml.core.files import Entry, FileSpace, SortKey
+from crispml.core.files.space import Entry, FileSpace, SortKey
+from crispml.core.files.zips import extract_zip
 from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.widgets import feedback
@@ -186,7 +187,7 @@ def _upload(space: FileSpace, folder: str) -> None:
                 overwrite=overwrite,
             )
             if extract and upload.name.lower().endswith(".zip"):
-                count = space.extract_zip(rel, folder, service.zip_limits)
+                count = extract_zip(space, rel, folder, service.zip_limits)
                 space.delete(rel)
                 done.append(f"{upload.name} ({count} files extracted)")
             else:

@@ -20,7 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 from crispml.core.errors import CrispmlError
-from crispml.core.files import FileSpace
+from crispml.core.files.space import FileSpace
 from crispml.ui import context
 from crispml.ui.widgets import feedback
 from crispml.ui.workspace import set_value

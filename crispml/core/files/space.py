@@ -1,14 +1,5 @@
-"""A file system confined to a root folder: the Files page, the picker and /files/ use it.
-
-Security note: every path a user gives is relative to a root and is checked on every operation:
-NUL bytes, absolute paths, backslashes and '..' components are refused outright; the joined
-path is then resolved (symlinks followed) and must stay inside the resolved root, so a symlink
-that points outside is refused too. Zip extraction refuses entries that would land outside the
-target, symlink entries, and archives past the entry-count and total-size limits (zip bombs),
-and checks the sizes it actually writes, not the sizes the archive claims. Which roots a user
-may read or write is decided by ``FileService.roots_for`` (own root; other users' for admins;
-shared roots by role).
-"""
+"""A file system confined to a root folder (``FileSpace``): the Files page, the picker and
+/files/ use it. How paths are confined: see crispml.core.files."""
 
 from __future__ import annotations
 
@@ -18,22 +9,17 @@ import heapq
 import os
 import shutil
 import stat
-import tempfile
-import zipfile
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal, cast
+from typing import IO, Literal
 
 from crispml.core.audit import AuditLog
-from crispml.core.auth import USERNAME_RE
 from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 SortKey = Literal["name", "type", "size", "modified"]
 MAX_NAME = 255
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,12 +49,6 @@ class Listing:
     total: int
     page: int
     pages: int
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    max_entries: int = 10_000
-    max_total_bytes: int = 1_000_000_000
 
 
 def clean_relative(path: str) -> str:
@@ -172,11 +152,13 @@ class FileSpace:
             with contextlib.suppress(OSError):
                 os.chown(name, owner.st_uid, owner.st_gid, dir_fd=dir_fd, follow_symlinks=False)
 
-    def _writable(self) -> None:
+    def require_writable(self) -> None:
+        """PermissionDenied unless this root may be written."""
         if not self.root.writable:
             raise PermissionDenied(f"'{self.root.label}' is read-only.")
 
-    def _record(self, action: str, target: str, detail: str = "") -> None:
+    def record(self, action: str, target: str, detail: str = "") -> None:
+        """An audit entry for ``target`` (a path in this root), acting for this space's user."""
         if self._audit is not None:
             self._audit.record(self._actor, action, f"{self.root.id}:{target}", detail)
 
@@ -289,33 +271,10 @@ class FileSpace:
         with self.open_read(path) as f:
             return f.read(limit)
 
-    def zip_stream(self, folder: str) -> Iterator[bytes]:
-        """A folder as a zip, produced piece by piece (never whole in memory)."""
-        real = self.resolve(folder)
-        if not real.is_dir():
-            raise InvalidInput(f"'{folder}' is a file, not a folder.")
-        pipe = _ChunkPipe()
-        sink = cast(IO[bytes], pipe)  # write/tell/flush is all ZipFile needs to stream
-        with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-            for directory, _, files in os.walk(real):
-                for name in sorted(files):
-                    full = Path(directory) / name
-                    if full.is_symlink():
-                        continue
-                    arcname = full.relative_to(real).as_posix()
-                    with (
-                        full.open("rb") as src,
-                        archive.open(arcname, "w", force_zip64=True) as dst,
-                    ):
-                        while chunk := src.read(CHUNK):
-                            dst.write(chunk)
-                            yield from pipe.drain()
-        yield from pipe.drain()
-
     # Writing -----------------------------------------------------------------------------
 
     def mkdir(self, folder: str, name: str) -> str:
-        self._writable()
+        self.require_writable()
         parent = self.resolve(folder)
         target = parent / check_name(name)
         if target.exists():
@@ -324,11 +283,11 @@ class FileSpace:
             os.mkdir(leaf, 0o755, dir_fd=dir_fd)
             self._give(leaf, dir_fd)
         rel = self.relative(target)
-        self._record("file.mkdir", rel)
+        self.record("file.mkdir", rel)
         return rel
 
     def rename(self, path: str, new_name: str) -> str:
-        self._writable()
+        self.require_writable()
         real = self.resolve(path)
         if real == self._base:
             raise InvalidInput("The root folder cannot be renamed.")
@@ -338,11 +297,11 @@ class FileSpace:
         with self._parent(real) as (dir_fd, leaf):
             os.rename(leaf, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         rel = self.relative(target)
-        self._record("file.rename", self.relative(real), f"to={rel}")
+        self.record("file.rename", self.relative(real), f"to={rel}")
         return rel
 
     def move(self, path: str, to_folder: str) -> str:
-        self._writable()
+        self.require_writable()
         real = self.resolve(path)
         destination = self.resolve(to_folder)
         if real == self._base:
@@ -357,12 +316,12 @@ class FileSpace:
         with self._parent(real) as (source, leaf), self._parent(target) as (into, _):
             os.rename(leaf, leaf, src_dir_fd=source, dst_dir_fd=into)  # one root, one disk
         rel = self.relative(target)
-        self._record("file.move", self.relative(real), f"to={rel}")
+        self.record("file.move", self.relative(real), f"to={rel}")
         return rel
 
     def delete(self, path: str) -> int:
         """Delete a file, or a folder and everything in it; returns the number of files gone."""
-        self._writable()
+        self.require_writable()
         real = self.resolve(path)
         if real == self._base:
             raise InvalidInput("The root folder cannot be deleted.")
@@ -374,7 +333,7 @@ class FileSpace:
             else:
                 count = 1
                 os.unlink(leaf, dir_fd=dir_fd)
-        self._record("file.delete", rel, f"files={count}")
+        self.record("file.delete", rel, f"files={count}")
         return count
 
     def write(
@@ -387,7 +346,7 @@ class FileSpace:
         overwrite: bool = False,
     ) -> str:
         """Write an uploaded file (to a temporary name, renamed when complete)."""
-        self._writable()
+        self.require_writable()
         parent = self.resolve(folder)
         if not parent.is_dir():
             raise InvalidInput(f"'{folder}' is not a folder.")
@@ -416,7 +375,7 @@ class FileSpace:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp, dir_fd=dir_fd)
         rel = self.relative(target)
-        self._record("file.upload", rel, f"bytes={written}")
+        self.record("file.upload", rel, f"bytes={written}")
         return rel
 
     def write_path(
@@ -441,85 +400,6 @@ class FileSpace:
             current = self.relative(self.resolve(self.relative(real)))
         return self.write(current, name, [data], max_bytes=max_bytes, overwrite=overwrite)
 
-    def extract_zip(self, zip_path: str, folder: str, limits: ZipLimits) -> int:
-        """Extract an archive into ``folder``; all or nothing. Returns the number of files."""
-        self._writable()
-        target = self.resolve(folder)
-        with self.open_read(zip_path) as f:
-            try:
-                archive = zipfile.ZipFile(f)
-            except zipfile.BadZipFile as exc:
-                raise InvalidInput(f"'{zip_path}' is not a valid zip archive.") from exc
-            with archive:
-                members = archive.infolist()
-                if len(members) > limits.max_entries:
-                    raise InvalidInput(
-                        f"The archive has {len(members)} entries; "
-                        f"the limit is {limits.max_entries}."
-                    )
-                declared = sum(m.file_size for m in members)
-                if declared > limits.max_total_bytes:
-                    raise InvalidInput(
-                        f"The archive unpacks to {declared:,} bytes; the limit is "
-                        f"{limits.max_total_bytes:,}."
-                    )
-                plan = []
-                for m in members:
-                    mode = m.external_attr >> 16
-                    if stat.S_ISLNK(mode):
-                        raise InvalidInput(
-                            f"The archive entry '{m.filename}' is a link; links are not extracted."
-                        )
-                    try:
-                        rel = clean_relative(m.filename)
-                    except InvalidInput as exc:
-                        raise InvalidInput(
-                            f"The archive entry '{m.filename}' would land outside the folder: {exc}"
-                        ) from None
-                    if rel:
-                        plan.append((m, rel))
-                staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=target))
-                try:
-                    written = files = 0
-                    for m, rel in plan:
-                        dest = staging / rel
-                        if m.is_dir():
-                            dest.mkdir(parents=True, exist_ok=True)
-                            continue
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        with archive.open(m) as src, dest.open("wb") as out:
-                            while chunk := src.read(CHUNK):
-                                written += len(chunk)
-                                if written > limits.max_total_bytes:
-                                    raise InvalidInput(
-                                        "The archive unpacks to more than the limit of "
-                                        f"{limits.max_total_bytes:,} bytes (it claims less)."
-                                    )
-                                out.write(chunk)
-                        files += 1
-                    clashes = [p.name for p in staging.iterdir() if (target / p.name).exists()]
-                    if clashes:
-                        raise Conflict(
-                            "Extracting would overwrite: " + ", ".join(sorted(clashes)[:5])
-                        )
-                    for p in staging.iterdir():
-                        p.rename(target / p.name)
-                except (
-                    OSError,
-                    zipfile.BadZipFile,
-                    RuntimeError,
-                    NotImplementedError,
-                    zlib.error,
-                    EOFError,
-                ) as exc:
-                    # Damaged, encrypted or odd archives (an entry both file and folder, a name
-                    # too long): a readable refusal; the staging folder goes, nothing lands.
-                    raise InvalidInput(f"'{zip_path}' cannot be extracted: {exc}") from None
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
-        self._record("file.extract", zip_path, f"into={self.relative(target)} files={files}")
-        return files
-
 
 def _window_by_name(
     items: list[tuple[str, bool]], start: int, end: int, descending: bool
@@ -541,98 +421,3 @@ def _window_by_name(
             top = sorted(files, key=str.lower, reverse=descending)
         ordered += [(n, False) for n in top[max(0, start - len(folders)) : need]]
     return ordered
-
-
-class _ChunkPipe:
-    """A write-only, non-seekable file for ZipFile that hands out what was written so far."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._pos = 0
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        self._pos += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def flush(self) -> None:
-        return None
-
-    def drain(self) -> Iterator[bytes]:
-        if self._parts:
-            data = b"".join(self._parts)
-            self._parts.clear()
-            yield data
-
-
-def user_files(home: Path, username: str) -> Path:
-    """A user's file-explorer root (also what their sandboxed jobs may write)."""
-    path = home / "users" / username / "files"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@dataclass(frozen=True)
-class SharedRootConfig:
-    name: str
-    path: Path
-    read_roles: tuple[str, ...]
-    write_roles: tuple[str, ...]
-
-
-class FileService:
-    """Which roots a user may reach, and a FileSpace for one of them."""
-
-    def __init__(
-        self,
-        home: Path,
-        audit: AuditLog,
-        shared: Iterable[SharedRootConfig] = (),
-        zip_limits: ZipLimits | None = None,
-        max_upload_bytes: int = 200_000_000,
-    ) -> None:
-        self._home = home
-        self._users = home / "users"
-        self._audit = audit
-        self._shared = {s.name: s for s in shared}
-        self.zip_limits = zip_limits or ZipLimits()
-        self.max_upload_bytes = max_upload_bytes
-
-    def user_root(self, username: str) -> Root:
-        path = user_files(self._home, username)
-        return Root(f"~{username}", f"{username}'s files", path, writable=True)
-
-    def roots_for(self, username: str, role: str) -> list[Root]:
-        """The user's own root first, then the shared roots their role may read."""
-        roots = [self.user_root(username)]
-        roots[0] = Root(roots[0].id, "My files", roots[0].path, True)
-        for s in self._shared.values():
-            if role in s.read_roles:
-                roots.append(Root(s.name, s.name, s.path, role in s.write_roles))
-        return roots
-
-    def space(self, username: str, role: str, root_id: str) -> FileSpace:
-        """A FileSpace on ``root_id`` acting for this user; refuses roots they may not reach.
-
-        Another user's root is reachable by admins only; a shared root by its read roles.
-        """
-        if root_id.startswith("~"):
-            owner = root_id[1:]
-            if not USERNAME_RE.fullmatch(owner):  # also keeps '~../x' from leaving users/
-                raise NotFound(f"No user folder '{root_id}'.")
-            if owner != username and role != "admin":
-                raise PermissionDenied("You can only open your own files.")
-            if not (self._users / owner).is_dir() and owner != username:
-                raise NotFound(f"No user folder '{root_id}'.")
-            root = self.user_root(owner)
-            if owner == username:
-                root = Root(root.id, "My files", root.path, True)
-            return FileSpace(root, self._audit, username)
-        shared = self._shared.get(root_id)
-        if shared is None or role not in shared.read_roles:
-            raise NotFound(f"No folder '{root_id}'.")
-        root = Root(shared.name, shared.name, shared.path, role in shared.write_roles)
-        return FileSpace(root, self._audit, username)
