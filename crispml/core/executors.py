@@ -88,22 +88,43 @@ class Executor(Protocol):
 
 
 def same_process(pid: int | None, started: float | None) -> bool:
-    """Whether ``pid`` is still the process that started at ``started`` (not a reused pid)."""
+    """Whether ``pid`` is still the process that started at ``started`` (not a reused pid).
+
+    ``started`` is seconds since boot (``start_time``), which no clock change moves. Records
+    from before were seconds since the epoch, derived from the boot time the kernel reports in
+    whole seconds: a small clock adjustment can move that by a second, and a running job then
+    looked gone. They are compared with a second's leeway (a pid comes round again only after
+    the whole pid range has been used)."""
     if not pid or started is None:
         return False
     try:
         proc = psutil.Process(pid)
-        alive = proc.status() != psutil.STATUS_ZOMBIE
-        return bool(abs(proc.create_time() - started) < 0.05 and alive)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if started > _EPOCH_RECORDS:
+            return bool(abs(proc.create_time() - started) < 1.5)
+        since_boot = _since_boot(pid)
+        return since_boot is not None and abs(since_boot - started) < 0.05
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
 
-def start_time(pid: int) -> float | None:
+_EPOCH_RECORDS = 1e8  # larger: seconds since the epoch (older records), not since boot
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _since_boot(pid: int) -> float | None:
+    """When the process started, in seconds since boot (/proc/<pid>/stat, field 22)."""
     try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return None
+    return int(stat[stat.rindex(")") + 2 :].split()[19]) / _TICKS
+
+
+def start_time(pid: int) -> float | None:
+    """What ``same_process`` checks a pid against later: its start, in seconds since boot."""
+    return _since_boot(pid)
 
 
 class LocalExecutor:

@@ -278,3 +278,22 @@ def test_jobs_do_not_inherit_crispmls_settings(
     # In a sandbox a job gets none of the server's variables; without one, all but crispml's.
     inherited = "None" if probe("auto").available else "kept"
     assert jobs.log_tail(job).split() == ["None", inherited, job.id]
+
+
+def test_a_process_is_recognised_across_a_clock_step() -> None:
+    """A job's process is known by its start since boot, which a clock change does not move;
+    a record from an older version (seconds since the epoch, through the kernel's whole-second
+    boot time) gets a second's leeway; another start is another process."""
+    import psutil
+
+    from crispml.core.executors import start_time
+
+    me = os.getpid()
+    since_boot = start_time(me)
+    assert since_boot is not None and 0 < since_boot < time.monotonic() + 1
+    assert same_process(me, since_boot)
+    assert not same_process(me, since_boot + 0.5)
+    epoch = psutil.Process(me).create_time()
+    assert same_process(me, epoch) and same_process(me, epoch + 1.0)  # the boot time moved
+    assert not same_process(me, epoch + 60)
+    assert not same_process(None, since_boot) and not same_process(me, None)

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -136,12 +135,16 @@ def test_a_million_lines_are_read_once_then_only_what_is_appended(tmp_path: Path
     while reader._lines.offset < path.stat().st_size:  # a backlog is read in 64 MB steps
         reader.refresh()
     assert len(reader.series["loss"].values) == 1_000_000
+    appended = line.replace('"step": 0', '"step": 1000000') + "\n"
     with path.open("a") as f:
-        f.write(line.replace('"step": 0', '"step": 1000000') + "\n")
-    started = time.perf_counter()
+        f.write(appended)
+    before = reader._lines.offset
     assert reader.refresh()
-    assert time.perf_counter() - started < 0.05  # one line read, not the file
+    # One line read, not the file: the reader went on from where it was. (A timing here failed
+    # under the suite's load; how fast it is, is bench/live_plots.py's question.)
+    assert reader._lines.offset - before == len(appended)
     assert reader.series["loss"].steps[-1] == 1_000_000
+    assert len(reader.series["loss"].values) == 1_000_001
     assert os.path.getsize(path) == reader._lines.offset
 
 

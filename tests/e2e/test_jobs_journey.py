@@ -39,7 +39,10 @@ def test_the_process_table_follows_and_stops_jobs(server: Server, new_page) -> N
 
     settle(page)
     page.get_by_role("button", name="Stop job").click()
+    settle(page)  # the click's rerun has drawn the question: Confirm answers this one
+    expect(page.get_by_text("Stop long-run (")).to_be_visible()
     page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_text("Stopping long-run (").first).to_be_visible()  # the toast
     expect(sidebar.get_by_text("No jobs running.")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("No work is running or queued.")).to_be_visible()
     status = server.cli("jobs", "status", long_run)
