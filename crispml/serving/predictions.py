@@ -37,9 +37,11 @@ class Predictions:
 
     def forget(self, weight: str) -> None:
         """Drop the batchers of a weight no longer served."""
-        for rows in [k for k in self._rows if k[0] == weight]:
+        # Copies of the keys: requests add batchers (on the event loop) while this runs in the
+        # refresh's thread.
+        for rows in [k for k in list(self._rows) if k[0] == weight]:
             self._rows.pop(rows, None)
-        for images in [k for k in self._images if k[0] == weight]:
+        for images in [k for k in list(self._images) if k[0] == weight]:
             self._images.pop(images, None)
 
     async def images(

@@ -71,6 +71,18 @@ def test_the_tail_gives_raw_bytes_partial_lines_included(tmp_path: Path) -> None
     path.unlink()
     path.write_bytes(b"again\n")
     assert tail.appended() == b"again\n" and tail.resets == 1
+    # Deleted mid-way through a backlog, or a link to nowhere in its place: nothing to read,
+    # and not "behind" (the CLI reads while behind; it spun here once).
+    with path.open("ab") as f:
+        f.write(b"x" * 100)
+    assert tail.appended(max_bytes=10) == b"x" * 10 and tail.behind
+    path.unlink()
+    assert tail.appended() == b"" and not tail.behind
+    path.symlink_to(tmp_path / "nowhere")
+    assert tail.appended() == b"" and not tail.behind
+    path.unlink()
+    path.symlink_to(path)  # a loop
+    assert tail.appended() == b"" and not tail.behind
 
 
 def test_the_package_names_resolve_and_reading_needs_no_numpy() -> None:

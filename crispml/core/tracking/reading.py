@@ -33,10 +33,10 @@ class FileTail:
         """The bytes appended since the last read, at most ``max_bytes`` (b"" if none)."""
         try:
             stat = os.stat(self.path)
-        except FileNotFoundError:
+        except OSError:  # gone, or a link to nowhere or to itself: nothing to read now
             if self.offset:
                 self._reset()
-            self.inode = None
+            self.inode, self.size = None, self.offset  # not "behind": readers would spin
             return b""
         if self.inode is not None and (stat.st_ino != self.inode or stat.st_size < self.offset):
             self._reset()
