@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, WebSocket, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import choose, log_in, settle, shot, wait_for_shell
@@ -258,13 +258,26 @@ def load_the_model_in_a_notebook(me: Newcomer) -> None:
     """In JupyterLab inside the app: load the model, note its classes in a file."""
     page = me.page
     expect(page.get_by_text(re.compile(r"JupyterLab: Running"))).to_be_visible(timeout=90_000)
+    frames: list[object] = []
+
+    def follow(ws: WebSocket) -> None:
+        if "/channels" in ws.url:
+            ws.on("framereceived", lambda frame: frames.append(frame))
+
+    page.on("websocket", follow)
     lab = page.frame_locator("iframe").first
     lab.locator(".jp-LauncherCard[data-category='Notebook']").first.click(timeout=90_000)
     editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
     expect(editor).to_be_visible(timeout=60_000)
-    # The kernel is up, connected and idle: the notebook's toolbar says so.
+    # The kernel's channels are up (its first messages arrived) and the toolbar says idle.
+    # (The idle indicator alone came too early once: the cell then never ran.)
+    deadline = time.monotonic() + 90
+    while len(frames) < 4:
+        assert time.monotonic() < deadline, "the kernel's channels never opened"
+        page.wait_for_timeout(100)
     idle = lab.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first
-    expect(idle).to_be_attached(timeout=90_000)
+    expect(idle).to_be_attached(timeout=60_000)
+    page.wait_for_timeout(1000)  # JupyterLab's own set-up after connecting has no signal
     editor.click()
     editor.type(
         "import crispml_job, pathlib\n"
