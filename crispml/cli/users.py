@@ -82,15 +82,8 @@ def user_code(
         typer.echo(f"{'Allowed' if allow else 'Denied'} '{username}' running code.")
 
 
-@app.command("notebook")
-def user_notebook(
-    username: str,
-    allow: Annotated[
-        bool, typer.Option("--allow/--deny", help="Allow or deny this user running code.")
-    ] = True,
-) -> None:
-    """The same as ``crispml user code`` (its name before code running was one permission)."""
-    user_code(username, allow)
+# Its name before running code became one permission: the same command.
+app.command("notebook", help="The same as ``crispml user code``.")(user_code)
 
 
 @app.command("unlock")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.helpers import ADMIN_PASSWORD, Server
@@ -38,7 +38,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def new_page(browser: Browser) -> Iterator:
-    contexts = []
+    contexts: list[BrowserContext] = []
 
     def make() -> Page:
         ctx = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -46,9 +46,30 @@ def new_page(browser: Browser) -> Iterator:
         contexts.append(ctx)
         return ctx.new_page()
 
+    make.contexts = contexts  # type: ignore[attr-defined]  # read by pytest_runtest_makereport
     yield make
     for ctx in contexts:
         ctx.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator:
+    """When a browser test fails, say what each of its pages showed at that moment: a
+    screenshot in build/screenshots/failed-*.png and the page's text in the report (CI keeps
+    only the report)."""
+    report = yield
+    make = getattr(item, "funcargs", {}).get("new_page")
+    if report.when == "call" and report.failed and make is not None:
+        for n, ctx in enumerate(getattr(make, "contexts", [])):
+            for m, page in enumerate(ctx.pages):
+                name = f"failed-{item.name[:60]}-{n}-{m}"
+                try:
+                    shot(page, name)
+                    text = page.locator("body").inner_text(timeout=5_000)
+                except Exception as exc:  # a closed or hung page: say so
+                    text = f"(could not read the page: {exc})"
+                report.sections.append((f"page {n}.{m} at {page.url}", text[-4_000:]))
+    return report
 
 
 def shot(page: Page, name: str) -> None:
@@ -80,13 +101,22 @@ def settle(page: Page) -> None:
 def choose(page: Page, label: str, option: str) -> None:
     """Pick an option of a selectbox; a rerun elsewhere on the page (the process table's
     refresh) can close an open list, so try again if the option does not show."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+    shown = box.get_by_role("combobox")
     for _ in range(5):
-        page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+        box.click()
         item = page.get_by_role("option", name=re.compile(option))
         try:
             item.first.click(timeout=3_000)
-            settle(page)
-            return
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
-    raise AssertionError(f"option {option!r} of {label!r} never showed")
+            continue
+        settle(page)
+        try:  # the choice holds once the app's rerun has taken it
+            expect(shown).to_have_value(re.compile(option), timeout=5_000)
+        except AssertionError:
+            # Streamlit can drop a widget change that lands while a timed fragment rerun
+            # (the runs table, the live charts) is under way: the box shows the old value.
+            continue
+        return
+    raise AssertionError(f"option {option!r} of {label!r} was never chosen")

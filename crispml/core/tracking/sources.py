@@ -32,16 +32,10 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-class _Source:
-    """A file that yields metric points; ``refresh`` reads what was appended."""
+class _Readout:
+    """What every reader shows: its series, the progress and message, the first and last time."""
 
     kind = ""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lines = LineReader(path)
-        self._resets = 0
-        self._clear()
 
     def _clear(self) -> None:
         self.series: dict[str, Series] = {}
@@ -50,6 +44,19 @@ class _Source:
         self.message = ""
         self.started: float | None = None
         self.last_time: float | None = None
+
+
+class _Source(_Readout):
+    """A file that yields metric points; ``refresh`` reads what was appended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lines = LineReader(path)
+        self._resets = 0
+        self._clear()
+
+    def _clear(self) -> None:
+        super()._clear()
         self._restart()
 
     def refresh(self) -> bool:
@@ -323,7 +330,7 @@ class LogMetricsReader(_Source):
             self.progress = min(1.0, self._epoch / self.total)
 
 
-class TensorBoardReader:
+class TensorBoardReader(_Readout):
     """Scalars of one TensorBoard event file (TensorBoard's own loader: it resumes where it
     stopped and waits for a record written halfway)."""
 
@@ -335,12 +342,7 @@ class TensorBoardReader:
         self.path = path
         self._loader = EventFileLoader(str(path))
         self._scalars: set[str] = set()  # some writers mark a tag as scalar on its first event only
-        self.series: dict[str, Series] = {}
-        self.total: int | None = None
-        self.progress: float | None = None
-        self.message = ""
-        self.started: float | None = None
-        self.last_time: float | None = None
+        self._clear()
 
     def refresh(self) -> bool:
         from tensorboard.util import tensor_util
