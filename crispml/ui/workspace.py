@@ -129,30 +129,24 @@ def _valid_project(user_id: int, chosen: object) -> int | None:
     return projects[0].id if projects else None
 
 
-def restore(user_id: int) -> bool:
-    """Put the workspace into session state; True on the first run of a browser session."""
-    first = _restore(user_id)
-    _resend_bound()
-    return first
-
-
-def _resend_bound() -> None:
-    """Set every bound value again, so that this run sends each bound widget its value.
+def resend(state_key: str) -> None:
+    """Set a bound value again before its widget is drawn, so that this run sends the widget
+    its value. For fields a run may draw for the first time after the previous run was cut short.
 
     Streamlit sends a widget's value to the browser only in a run that set it through session
-    state; otherwise the browser keeps what it has, or, for a field it draws for the first time,
-    the widget's own default (an empty text box, a select box's first option). A run cut short by
-    the user's next change before it drew a field (a new algorithm's settings, say) leaves the next
-    run to draw that field fresh: the browser showed it empty and sent the empty value back with
-    the next change, replacing the value the server held. Set in every run, the browser always
-    gets the server's value, which is the browser's own latest one for fields it already had.
+    state; otherwise the browser keeps what it has or, for a field it draws for the first time,
+    the widget's own default (an empty text box, a select box's first option). Choosing a new
+    algorithm draws its fields; a change made before that run drew them all (typing into the
+    first) cut it short, the next run drew the rest fresh, empty in the browser, and the empty
+    value came back with the next change. Set again, the browser gets the server's value, which
+    for a field it already had is its own latest one.
     """
-    state = st.session_state
-    for k in [k for k in state if _bound(k)]:
-        state[k] = state[k]
+    if state_key in st.session_state:
+        st.session_state[state_key] = st.session_state[state_key]
 
 
-def _restore(user_id: int) -> bool:
+def restore(user_id: int) -> bool:
+    """Put the workspace into session state; True on the first run of a browser session."""
     state = st.session_state
     service = context.services().workspace
     state.setdefault(_TAB, secrets.token_hex(8))

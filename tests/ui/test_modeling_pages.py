@@ -139,3 +139,23 @@ def test_the_form_trains_only_what_it_shows(svc: Services) -> None:
     assert "epochs=3" in shown and "hidden=32" in shown and "learning_rate=0.01" in shown
     with contextlib.suppress(Conflict):
         svc.jobs.stop(admin.id, run.id, actor="test")
+
+
+def test_every_run_sends_the_algorithm_and_its_settings_their_values(svc: Services) -> None:
+    """A run cut short before it drew a new algorithm's fields leaves the next run to draw them
+    fresh; the browser must then get the values the server holds, not the widgets' defaults
+    (seen in the colleague journey: weight_decay showed empty, and the empty value came back)."""
+    admin = svc.auth.first_admin()
+    project = svc.projects.list(admin.id)[0]
+    svc.modeling.resolve_data(admin, project.id, "sample:iris")
+    at = session("modeling")
+    at.selectbox(key="ws.model.algorithm.classification").select("mlp_classifier").run()
+    at.run()  # a run in which nothing changed these values
+    for key, value in (
+        ("ws.model.mlp_classifier.weight_decay", "0.0"),
+        ("ws.model.mlp_classifier.epochs", "50"),
+    ):
+        field = at.text_input(key=key)
+        assert field.proto.set_value and field.proto.value == value, key
+    for key in ("ws.model.algorithm.classification", "ws.model.mlp_classifier.env"):
+        assert at.selectbox(key=key).proto.set_value, key  # not the box's first option

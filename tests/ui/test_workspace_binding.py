@@ -162,17 +162,3 @@ def test_an_unexpected_page_error_shows_a_reference_not_a_traceback(svc: Service
     assert message.startswith("Something went wrong on this page (reference ")
     assert "boom" not in message
     assert "Traceback" not in message
-
-
-def test_every_run_sends_bound_widgets_their_values(svc: Services) -> None:
-    """A run cut short before it drew a field leaves the next run to draw it fresh; the browser
-    must then get the value the server holds, not the widget's empty default (seen in the
-    colleague journey: a new algorithm's field showed empty and the empty value came back)."""
-    at = session()
-    at.text_input(key="wsu.business.new.name").input("Draft").run()
-    at.run()  # a run in which nothing set the value
-    field = at.text_input(key="wsu.business.new.name")
-    assert field.proto.set_value
-    assert field.proto.value == "Draft"
-    project = at.selectbox(key="wsu.project")
-    assert project.proto.set_value  # select boxes too: not their first option

@@ -47,6 +47,7 @@ def _param_input(spec: AlgorithmSpec, p: Param) -> tuple[Any, str]:
             st.session_state[k] = p.show(current)  # a number kept by an older version
         elif not isinstance(current, str):
             st.session_state[k] = p.show(p.default)  # never the smallest allowed
+        ws.resend(k)  # drawn fresh when the algorithm changes: the browser must get the value
         text = st.text_input(p.name, key=k, help=f"{p.help} ({p.kind}{p.range})".strip())
         try:
             return p.parse(text.strip()), ""
@@ -57,6 +58,7 @@ def _param_input(spec: AlgorithmSpec, p: Param) -> tuple[Any, str]:
         p.parse(current)
     except CrispmlError:
         ws.set_value(k, p.default)
+    ws.resend(k)
     if p.kind == "bool":
         return st.checkbox(p.name, key=k, help=p.help), ""
     return st.selectbox(p.name, list(p.choices), key=k, help=p.help), ""
@@ -86,6 +88,7 @@ def _environment(spec: AlgorithmSpec) -> str | None:
     if st.session_state.get(k) not in suitable:
         preferred = environments.default_environment()
         ws.set_value(k, preferred if preferred in suitable else suitable[0])
+    ws.resend(k)
     return str(
         st.selectbox(
             "Environment",
@@ -278,6 +281,7 @@ def render() -> None:
     if st.session_state.get(algo_key) not in names:
         ws.set_value(algo_key, names[0])
     titles = {a.name: a.title for a in algorithms}
+    ws.resend(algo_key)
     name = st.selectbox("Algorithm", names, format_func=titles.__getitem__, key=algo_key)
     spec = next(a for a in algorithms if a.name == name)
     st.caption(f"{spec.description} Requires: {', '.join(spec.requirements)}.")
