@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import time
 
+from streamlit.testing.v1 import AppTest
+
 from crispml.services import Services
 from tests.helpers import USER_PASSWORD
 from tests.ui.test_data_pages import button, session
 from tests.ui.test_views import login_as
+
+
+def _place_of_table(at: AppTest) -> int:
+    return next(k for k, node in at.main.children.items() if node.type == "dataframe")
 
 
 def test_admin_builds_checks_and_deletes_a_venv(svc: Services) -> None:
@@ -15,6 +21,7 @@ def test_admin_builds_checks_and_deletes_a_venv(svc: Services) -> None:
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["Name"]) == ["system"] and list(table["Kind"]) == ["system"]
+    table_at = _place_of_table(at)
     build_name = next(t for t in at.text_input if t.label == "Name")
     build_name.input("Not OK")
     at.text_area[0].input("numpy>=1\n--extra-index-url http://x")
@@ -27,12 +34,16 @@ def test_admin_builds_checks_and_deletes_a_venv(svc: Services) -> None:
     button(at, "Build").click().run()
     assert not at.exception
     assert "Building plain as job" in at.success[0].value
+    # The message does not move the table: a page whose elements move shows each one twice
+    # (new, and stale one place off) until the next run ends.
+    assert _place_of_table(at) == table_at
     job = svc.jobs.history(None)[0]
     assert job.kind == "environment build"
     deadline = time.monotonic() + 120
     while not svc.jobs.get(0, job.id, admin=True).finished and time.monotonic() < deadline:
         time.sleep(0.2)
     at.run()
+    assert not at.success and _place_of_table(at) == table_at
     table = at.dataframe[0].value
     assert list(table["Name"]) == ["system", "plain"]
     assert list(table["Health"])[1] == "healthy"

@@ -21,12 +21,19 @@ def done(message: str) -> None:
 
 
 def show_pending() -> None:
-    """Show a queued success or error message (call once, near the top of every page)."""
-    show_queued_error()
-    message = st.session_state.pop(_FLASH_KEY, None)
-    if message:
-        st.toast(message, icon=":material/check_circle:")
-        st.success(message, icon=":material/check_circle:")
+    """Show a queued success or error message (call once, near the top of every page).
+
+    The messages go in one slot that every run draws, shown or empty, so what the page draws
+    after it keeps its place. Were the slot drawn only with a message, the next run would
+    draw the page's elements one place up, and until that run ended the browser would show
+    each one twice: the new one, and the old one, stale, one place down.
+    """
+    with st.empty().container():
+        show_queued_error()
+        message = st.session_state.pop(_FLASH_KEY, None)
+        if message:
+            st.toast(message, icon=":material/check_circle:")
+            st.success(message, icon=":material/check_circle:")
 
 
 _ERROR_KEY = "_crispml.error"
