@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from crispml.services import Services, bootstrap, build_services
 from crispml.settings import Settings
 from crispml.store.db import Database
 from crispml.store.migrate import upgrade
 from tests.helpers import ADMIN_PASSWORD, Server, create_pg_database, drop_pg_database
+from tests.models import Trained, open_trained, train_template
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -70,3 +74,30 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("srv") / "home").start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The trained home (see ``Trained``), built once per run: under xdist the first worker
+    that asks builds it while holding a file lock, and the other waits and shares it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' common folder
+    ids = root / "trained" / "runs.json"
+    with FileLock(root / "trained.lock"):
+        if not ids.exists():
+            runs = train_template(root / "trained" / "home")
+            ids.write_text(json.dumps(runs))
+    return root / "trained" / "home", json.loads(ids.read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(
+    trained_template: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Trained]:
+    """A copy of the trained home for this module, its services open."""
+    template, runs = trained_template
+    copy = open_trained(template, runs, tmp_path_factory.mktemp("trained") / "home")
+    yield copy
+    copy.svc.jobs.stop_all(None, actor="test")
+    copy.svc.db.dispose()

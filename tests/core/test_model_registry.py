@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from crispml.core.data.prepare import Recipe
 from crispml.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from crispml.services import Services
 from crispml.store.tables import ModelRow
 from tests.helpers import USER_PASSWORD
-from tests.models import admin_home, iris_and_shapes, wait_finished
+from tests.models import Trained
 
 pytestmark = pytest.mark.needs("torch")
 
@@ -37,23 +35,11 @@ class Home:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    path = tmp_path_factory.mktemp("registry") / "home"
-    svc, admin, project = admin_home(path)
-    iris, shapes = iris_and_shapes(svc, admin, project)
-    raw = next(d for d in svc.datasets.all(admin.id, project) if d.id == iris.parent_id)
-    two = ["sepal_length_cm", "sepal_width_cm"]
-    narrow = svc.datasets.prepare(admin, raw.id, Recipe("species", two, "classification"))
-    runs = [
-        svc.modeling.start(admin, iris.id, "logistic_regression", {}),
-        svc.modeling.start(admin, narrow.id, "logistic_regression", {}),
-        svc.modeling.start(admin, shapes.id, "unet_segmentation", {"epochs": 2}),
-    ]
-    for run in runs:
-        wait_finished(svc, run.id)
-    yield Home(path, svc, admin, runs[0].id, runs[1].id, runs[2].id)
-    svc.jobs.stop_all(None, actor="test")
-    svc.db.dispose()
+def home(trained: Trained) -> Home:
+    runs = trained.runs
+    return Home(
+        trained.home, trained.svc, trained.admin, runs["iris"], runs["narrow"], runs["unet"]
+    )
 
 
 def versions(home: Home, name: str) -> list[int]:

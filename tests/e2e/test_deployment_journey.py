@@ -16,26 +16,18 @@ from playwright.sync_api import expect
 
 from tests.e2e.conftest import choose, log_in, settle, shot, wait_for_shell
 from tests.helpers import Server, free_port
-from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
+from tests.models import IRIS_ROW, Trained
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs("torch")]
 
 
 @pytest.fixture(scope="module")
-def deploy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def deploy_server(trained: Trained) -> Iterator[Server]:
     """A server whose home has two registered models: iris-lr (rows) and shapes-unet (images)."""
-    home = tmp_path_factory.mktemp("deploy") / "home"
-    svc, admin, project = admin_home(home)
-    iris, shapes = iris_and_shapes(svc, admin, project)
-    runs = [
-        svc.modeling.start(admin, iris.id, "logistic_regression", {}),
-        svc.modeling.start(admin, shapes.id, "unet_segmentation", {"epochs": 3}),
-    ]
-    for run, name in zip(runs, ("iris-lr", "shapes-unet"), strict=True):
-        wait_finished(svc, run.id)
-        svc.modeling.register(admin, run.id, name)
-    svc.db.dispose()
-    server = Server(home, env_extra={"CRISPML_API_PORT": str(free_port())}).start()
+    for run, name in (("iris", "iris-lr"), ("unet", "shapes-unet")):
+        trained.svc.modeling.register(trained.admin, trained.runs[run], name)
+    trained.svc.db.dispose()
+    server = Server(trained.home, env_extra={"CRISPML_API_PORT": str(free_port())}).start()
     yield server
     server.stop()
 

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from crispml.services import Services
-from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
+from tests.models import IRIS_ROW, Trained
 from tests.web.test_model_api import Api
 
 pytestmark = [pytest.mark.server, pytest.mark.needs("torch")]
@@ -41,20 +41,11 @@ SLACK = 24 * MB
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Services]]:
-    home = tmp_path_factory.mktemp("bombs") / "home"
-    svc, admin, project = admin_home(home)
-    iris, shapes = iris_and_shapes(svc, admin, project)
-    runs = [
-        svc.modeling.start(admin, iris.id, "logistic_regression", {}),
-        svc.modeling.start(admin, shapes.id, "unet_segmentation", {"epochs": 1}),
-    ]
-    for run, name in zip(runs, ("iris-lr", "shapes-unet"), strict=True):
-        wait_finished(svc, run.id)
-        svc.modeling.register(admin, run.id, name)
-        svc.deployments.deploy(admin, name, public=True)
-    yield home, svc
-    svc.db.dispose()
+def home(trained: Trained) -> tuple[Path, Services]:
+    for run, name in (("iris", "iris-lr"), ("unet", "shapes-unet")):
+        trained.svc.modeling.register(trained.admin, trained.runs[run], name)
+        trained.svc.deployments.deploy(trained.admin, name, public=True)
+    return trained.home, trained.svc
 
 
 @pytest.fixture(scope="module")

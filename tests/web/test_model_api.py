@@ -27,7 +27,7 @@ from PIL import Image
 from crispml.core.errors import InvalidInput
 from crispml.services import Services
 from tests.helpers import free_port
-from tests.models import IRIS_ROW, admin_home, iris_and_shapes, wait_finished
+from tests.models import IRIS_ROW, Trained
 
 pytestmark = [pytest.mark.server, pytest.mark.needs("torch")]
 
@@ -61,26 +61,20 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Services]]:
+def home(trained: Trained) -> tuple[Path, Services]:
     """Two deployed models: an iris classifier and a small shapes U-Net; and an iris classifier
     trained in another environment (the same Python registered under another name), served by
     a worker process."""
-    home = tmp_path_factory.mktemp("api") / "home"
-    svc, admin, project = admin_home(home)
-    iris, shapes = iris_and_shapes(svc, admin, project)
-    svc.environments.register_interpreter(admin, "elsewhere", sys.executable)
-    runs = [
-        svc.modeling.start(admin, iris.id, "logistic_regression", {}),
-        svc.modeling.start(admin, shapes.id, "unet_segmentation", {"epochs": 3}),
-        svc.modeling.start(admin, iris.id, "logistic_regression", {}, env="elsewhere"),
-    ]
-    for run, name in zip(runs, ("iris-lr", "shapes-unet", "iris-elsewhere"), strict=True):
-        wait_finished(svc, run.id)
-        svc.modeling.register(admin, run.id, name)
+    svc, admin = trained.svc, trained.admin
+    for run, name in (
+        ("iris", "iris-lr"),
+        ("unet", "shapes-unet"),
+        ("elsewhere", "iris-elsewhere"),
+    ):
+        svc.modeling.register(admin, trained.runs[run], name)
     svc.deployments.deploy(admin, "iris-lr")
     svc.deployments.deploy(admin, "shapes-unet")
-    yield home, svc
-    svc.db.dispose()
+    return trained.home, svc
 
 
 @pytest.fixture(scope="module")
