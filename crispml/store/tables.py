@@ -191,7 +191,9 @@ class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_status", "status"),
-        Index("ix_jobs_owner_created", "owner_id", "created_at"),
+        # The history's order (newest first, then id), for everyone's and for one owner's.
+        Index("ix_jobs_created_id", "created_at", "id"),
+        Index("ix_jobs_owner_created_id", "owner_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
