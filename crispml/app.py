@@ -141,6 +141,11 @@ def streamlit_config(settings: Settings) -> dict[str, Any]:
         "theme.primaryColor": "#0f766e",
         "logger.level": settings.log_level,
         "server.maxUploadSize": settings.max_upload_mb,
+        # Streamlit runs a full collection after every script run, fragments included: about
+        # 250 ms of a core with crispml's modules loaded, every 2 s for a page that shows live
+        # jobs. Python's own generational collection stays on, and the heap alive after the
+        # first page run is frozen (``context.freeze_startup_heap``) so it is not walked again.
+        "runner.postScriptGC": False,
     }
     if settings.public_url:  # behind a proxy that rewrites Host, Streamlit's own WebSocket
         config["server.corsAllowedOrigins"] = [settings.public_url]  # check must know it too

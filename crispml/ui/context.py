@@ -7,6 +7,7 @@ checks the session again, and a page stops with a message once it has ended.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import streamlit as st
@@ -75,3 +76,17 @@ def require_admin() -> User:
         st.error("This page is for admins.", icon=":material/lock:")
         st.stop()
     return user
+
+
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Once per server, after the first page run: collect, then move every object alive (the
+    modules, the services, their caches) to the permanent generation, so later collections
+    walk only what the sessions create."""
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()

@@ -42,7 +42,9 @@ try:
 except Exception as exc:  # a bug: a message with a reference, never a traceback on the page
     feedback.unexpected(exc, "This page failed")
 finally:  # also after st.rerun() and st.stop() in a page
+    navigation.sidebar_jobs()
     if not wrote:
         save_workspace(auth.user.id, end_of_run=True)
     else:
         workspace.note_defaults()
+    context.freeze_startup_heap()

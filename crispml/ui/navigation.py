@@ -133,4 +133,9 @@ def sidebar(auth: AuthSession) -> None:
         )
         st.html(f'<a class="crispml-logout" href="/logout?t={link}" target="_self">Log out</a>')
         workspace.changed_elsewhere_notice(auth.user.id)
+
+
+def sidebar_jobs() -> None:
+    """The sidebar's job list, drawn after the page: a job the page just started is in it."""
+    with st.sidebar:
         process_table.compact()

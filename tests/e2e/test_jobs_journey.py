@@ -25,14 +25,15 @@ def test_the_process_table_follows_and_stops_jobs(server: Server, new_page) -> N
     wait_for_shell(page)
     expect(page.get_by_text("No work is running or queued.")).to_be_visible()
     long_run = submit(server, "long-run", 120)
-    submit(server, "short-run", 10)
-    # The table refreshes itself (st.fragment run_every): no reload from here on.
+    submit(server, "short-run", 30)
+    # The tables refresh themselves (st.fragment run_every): no reload from here on. With no
+    # job active when the page was drawn, the sidebar's list looks every 15 s.
     sidebar = page.get_by_test_id("stSidebar")
-    expect(sidebar.get_by_text("short-run · running", exact=False)).to_be_visible(timeout=30_000)
+    expect(sidebar.get_by_text("short-run · running", exact=False)).to_be_visible(timeout=25_000)
     expect(sidebar.get_by_text("long-run · running", exact=False)).to_be_visible()
     shot(page, "jobs")
     # short-run ends on its own and leaves the table, still without a reload
-    expect(sidebar.get_by_text("short-run", exact=False)).to_have_count(0, timeout=40_000)
+    expect(sidebar.get_by_text("short-run", exact=False)).to_have_count(0, timeout=50_000)
     expect(sidebar.get_by_text("1 job active")).to_be_visible()
     # ... and the history, refreshed with the table from the same query, within one refresh.
     expect(page.get_by_text("2 job(s), 1 finished.")).to_be_visible(timeout=5_000)

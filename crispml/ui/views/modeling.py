@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from typing import Any
 
 import altair as alt
@@ -20,7 +19,7 @@ from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views import environments
 from crispml.ui.views.data_understanding import project_or_stop
-from crispml.ui.widgets import feedback, live_plots
+from crispml.ui.widgets import feedback, live_plots, process_table
 
 
 def key_metric(run: Run) -> tuple[str, float | None]:
@@ -134,8 +133,9 @@ def _sweep(spec: AlgorithmSpec, dataset: Dataset, env: str, base: dict[str, Any]
                 feedback.done(f"Started a sweep of {len(runs)} runs; they queue for free slots.")
 
 
-@st.fragment(run_every=timedelta(seconds=2))
 def _runs(project_id: int) -> None:
+    """The project's runs, refreshed in place (often only while one is queued or running: the
+    live plots below rerun the page when the last one ends)."""
     user = context.current_user()
     runs = context.services().modeling.all(user.id, project_id)
     if not runs:
@@ -310,8 +310,10 @@ def render() -> None:
     if env is not None and not problems:
         _sweep(spec, dataset, env, params)
     st.subheader("Runs")
-    _runs(project.id)
     runs = services.modeling.all(user.id, project.id)
+    active = any(not r.finished for r in runs)
+    every = process_table.REFRESH if active else process_table.IDLE_REFRESH
+    st.fragment(_runs, run_every=every)(project.id)
     if runs:
         st.subheader("Training curves")
         watch(runs, "model")

@@ -1,7 +1,8 @@
 """The process table: live jobs with CPU and memory, stop per job and stop all.
 
 Both versions refresh themselves with ``st.fragment(run_every=...)``: only the table reruns,
-not the page. ``compact`` goes in the sidebar; ``full`` on the Jobs page.
+not the page, and often only while a job is active. ``compact`` goes in the sidebar; ``full``
+on the Jobs page.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from crispml.ui import context
 from crispml.ui.widgets import feedback
 from crispml.ui.widgets.confirm import confirm_button
 
-REFRESH = timedelta(seconds=2)
+REFRESH = timedelta(seconds=2)  # while something is queued or running
+IDLE_REFRESH = timedelta(seconds=15)  # else: a job started elsewhere shows within this
 
 
 def duration(job: Job) -> str:
@@ -73,9 +75,15 @@ def _visible_jobs(statuses: tuple[str, ...] = ACTIVE) -> list[Job]:
     )
 
 
-@st.fragment(run_every=REFRESH)
 def compact() -> None:
-    """The sidebar's view: my (admins: all) running and queued jobs."""
+    """The sidebar's view: my (admins: all) running and queued jobs. It refreshes every 2 s
+    while a job is active, else every 15 s (a job started on a page reruns the page, and the
+    list with it)."""
+    every = REFRESH if _visible_jobs() else IDLE_REFRESH
+    st.fragment(_compact, run_every=every)()
+
+
+def _compact() -> None:
     jobs = _visible_jobs()
     if not jobs:
         st.caption(":material/memory: No jobs running.")
