@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 
+from crispml.core.errors import InvalidInput
 from crispml.serving.batching import Batcher, BatchSettings
 from crispml.serving.framing import Found, Framing, Result, article_result, shown_classes
 from crispml.serving.inputs import number
@@ -20,9 +21,8 @@ from crispml.serving.models import InProcess, Served
 if TYPE_CHECKING:
     from PIL import Image
 
-    from crispml.serving.models import Matrix
-
 T = TypeVar("T")
+Rows = list[dict[str, Any]]  # one request's table rows, raw: feature -> value
 
 
 class Predictions:
@@ -32,7 +32,7 @@ class Predictions:
         self.batching = batching
         self.timeout_s = timeout_s
         # (weight, id of the loaded copy) -> its batcher; images also by overlay or not
-        self._rows: dict[tuple[str, int], Batcher[Matrix, list[Any]]] = {}
+        self._rows: dict[tuple[str, int], Batcher[Rows, list[Any]]] = {}
         self._images: dict[tuple[str, bool, int], Batcher[list[Image.Image], list[Found]]] = {}
 
     def forget(self, weight: str) -> None:
@@ -64,9 +64,11 @@ class Predictions:
         ]
 
     async def rows(self, served: Served, rows: list[dict[str, Any]]) -> list[Any]:
-        """One prediction per row (prepared as the model's data was)."""
-        matrix = served.prepare(rows)
-        return await self.timed(self._rows_batcher(served).submit(matrix))
+        """One prediction per row (prepared as the model's data was). The raw rows go into
+        the batcher: the combined batch is prepared once, off the event loop."""
+        if not rows:
+            raise InvalidInput("No rows to predict.")
+        return await self.timed(self._rows_batcher(served).submit(rows))
 
     async def timed(self, call: Awaitable[T]) -> T:
         """``call``'s result, or a 504 once it took longer than the time limit."""
@@ -81,7 +83,7 @@ class Predictions:
         """``fn(*args)`` in a thread (off the event loop), within the time limit."""
         return await self.timed(run_in_threadpool(fn, *args))
 
-    def _rows_batcher(self, served: Served) -> Batcher[Matrix, list[Any]]:
+    def _rows_batcher(self, served: Served) -> Batcher[Rows, list[Any]]:
         key = (served.weight, id(served))
         found = self._rows.get(key)
         if found is None:
@@ -108,12 +110,13 @@ def _inline(served: Served) -> bool:
     return isinstance(served.backend, InProcess)
 
 
-def _rows_combiner(served: Served) -> Callable[[list[Matrix]], list[list[Any]]]:
-    def combine(parts: list[Matrix]) -> list[list[Any]]:
-        import numpy as np
-
-        predicted = served.predict_matrix(np.vstack(parts) if len(parts) > 1 else parts[0])
-        bounds = np.cumsum([0, *(len(p) for p in parts)])
+def _rows_combiner(served: Served) -> Callable[[list[Rows]], list[list[Any]]]:
+    def combine(parts: list[Rows]) -> list[list[Any]]:
+        # One preparation and one model call for every request's rows. A bad row fails the
+        # whole batch; the batcher then answers each request alone, so the error names the
+        # row of the request that sent it, and the others get their predictions.
+        predicted = served.predict_rows([row for part in parts for row in part])
+        bounds = itertools.accumulate((len(p) for p in parts), initial=0)
         return [predicted[a:b] for a, b in itertools.pairwise(bounds)]
 
     return combine

@@ -116,3 +116,63 @@ def test_rows_without_preparation_steps_need_finite_numbers() -> None:
         served.prepare([{"a": 10**400, "b": 2}])
     with pytest.raises(InvalidInput, match="lack the feature"):
         served.prepare([{"a": 1}])
+
+
+class RecordingModel:
+    """A stand-in for a model's backend (the model's own work is not under test here): it
+    answers each row with the sum of its features and records each call's rows and thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []  # (rows, thread id)
+
+    def rows(self, columns: list[str], matrix: Any) -> list[Any]:
+        import threading
+
+        time.sleep(0.01)  # a model's fixed cost per call, so that requests queue behind it
+        self.calls.append((len(matrix), threading.get_ident()))
+        return [float(sum(row)) for row in matrix]
+
+
+def test_raw_rows_are_batched_and_prepared_once_per_call_off_the_event_loop() -> None:
+    import threading
+    from datetime import UTC, datetime
+
+    from crispml.core.modeling import ModelVersion
+    from crispml.serving.models import Served
+    from crispml.serving.predictions import Predictions
+
+    version = ModelVersion(
+        "m", 1, "run", "knn", "regression", "system", {}, {}, {"features": ["a", "b"]},
+        "/nowhere", "", 1, datetime.now(UTC),
+    )  # fmt: skip
+    model = RecordingModel()
+    served = Served(version, backend=model)  # type: ignore[arg-type]
+    predictions = Predictions(BatchSettings(max_items=64, max_wait=0.005), timeout_s=30)
+    good = [[{"a": i, "b": 1}, {"a": i, "b": 2}] for i in range(12)]
+    mixed = [[{"a": 1, "b": 1}], [{"a": 5, "b": 1}, {"a": 5, "b": None}], [{"a": 3, "b": 1}]]
+    loop_thread: list[int] = []
+
+    async def main(requests: list[list[dict[str, Any]]]) -> list[Any]:
+        loop_thread.append(threading.get_ident())
+        calls = (predictions.rows(served, rows) for rows in requests)
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    prepared: list[tuple[int, int]] = []  # (rows, thread id) of each preparation
+    prepare = served.prepare
+
+    def recording_prepare(rows: list[dict[str, Any]]) -> Any:
+        prepared.append((len(rows), threading.get_ident()))
+        return prepare(rows)
+
+    served.prepare = recording_prepare  # type: ignore[method-assign]
+    assert in_thread(main(good)) == [[i + 1.0, i + 2.0] for i in range(12)]
+    # Several requests' rows were prepared together, off the event loop, and went to the
+    # model in the same call; each row was prepared and predicted once.
+    assert len(prepared) < 12 and max(rows for rows, _ in prepared) > 2, prepared
+    assert all(thread != loop_thread[0] for rows, thread in prepared if rows > 2)
+    assert [rows for rows, _ in model.calls] == [rows for rows, _ in prepared]
+    assert sum(rows for rows, _ in prepared) == 24
+    # A bad row fails its own request only, with its own row's number.
+    first, bad, last = in_thread(main(mixed))
+    assert (first, last) == ([2.0], [4.0])
+    assert isinstance(bad, InvalidInput) and "Row 1: 'b' is missing" in str(bad)
