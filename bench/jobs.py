@@ -7,8 +7,8 @@ Targets (issue 5):
   (compared with the same page and no jobs);
 - 20 jobs submitted at once on a limit of 2: never more than 2 running, all 20 finish.
 Target (issue 23): the Jobs page with 100,000 jobs costs at most 1.2x the page with 1,000, for
-an admin (everyone's jobs) and for a user (their own: one job in ten), each page showing its
-newest 1,000. The spread of the repeats shows how noisy the run was.
+an admin (everyone's jobs) and for a user (their own: 1,000, then 50,500), each page showing its
+newest 1,000 both times. The spread of the repeats shows how noisy the run was.
 
     .venv/bin/python bench/jobs.py [--repeats 15] [--database-url URL]
 """
@@ -26,7 +26,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from streamlit.testing.v1 import AppTest
 
 from crispml import services as services_module
@@ -57,10 +57,9 @@ def start_latency(jobs: JobService, owner: tuple[int, str], tmp: Path, repeats: 
         proc = subprocess.Popen([sys.executable, "-c", STAMP, str(stamp)])
         direct.append(wait_file(stamp) - t)
         proc.wait()
-        stamp = tmp / f"job-{i}"
-        t = time.time()
-        job = jobs.submit(*owner, JobSpec([sys.executable, "-c", STAMP, str(stamp)]))
-        via_job.append(wait_file(stamp) - t)
+        t = time.time()  # a job writes only in its own folder (its sandbox): the stamp goes there
+        job = jobs.submit(*owner, JobSpec([sys.executable, "-c", STAMP, "stamp"]))
+        via_job.append(wait_file(Path(job.workdir) / "stamp") - t)
         while not jobs.get(owner[0], job.id).finished:
             time.sleep(0.01)
     return direct, via_job
@@ -109,6 +108,10 @@ def add_history(svc, owners: list[int], count: int, first: int = 0) -> None:
     with svc.db.session() as s:
         for start in range(0, len(rows), 10_000):
             s.execute(insert(JobRow), rows[start : start + 10_000])
+    if svc.db.engine.dialect.name == "postgresql":  # what autovacuum does within a minute
+        with svc.db.engine.connect() as connection:
+            connection.execute(text("ANALYZE jobs"))
+            connection.commit()
 
 
 def burst(jobs: JobService, owner: tuple[int, str]) -> tuple[int, int, float]:
@@ -150,19 +153,22 @@ def main() -> None:
     owner = (admin.id, admin.username)
     jobs = JobService(JobRuntime(svc.db, svc.settings.home, Limits(2, 0, 5.0)), svc.audit)
     bob_id = svc.auth.get_user("bob").id
-    owners = [bob_id] + [admin.id] * 9  # bob has one job in ten
 
     direct, via_job = start_latency(jobs, owner, tmp, args.repeats)
     empty_page = page_time(svc, 5, token)
-    have = len(jobs.history(None))
-    add_history(svc, owners, 1000 - have, first=have)
+    # 1,000 jobs of bob's: the admin's page and bob's each show 1,000 (the most a page shows);
+    # then 99,000 more, half bob's: each page still shows 1,000, of 100,000 and of 50,500.
+    add_history(svc, [bob_id], 1000)
+    counts = {"admin": [len(jobs.history(None, limit=10**6))], "bob": [1000]}
     full_page = page_time(svc, 5, token)
-    page = {("admin", 1000): full_page, ("bob", 1000): page_time(svc, 5, bob)}
+    page = {("admin", 0): full_page, ("bob", 0): page_time(svc, 5, bob)}
     t = time.monotonic()
-    add_history(svc, owners, 99_000, first=1000)
+    add_history(svc, [bob_id, admin.id], 99_000, first=1000)
     insert_s = time.monotonic() - t
-    page["admin", 100_000] = page_time(svc, 5, token)
-    page["bob", 100_000] = page_time(svc, 5, bob)
+    counts["admin"].append(counts["admin"][0] + 99_000)
+    counts["bob"].append(1000 + 99_000 // 2)
+    page["admin", 1] = page_time(svc, 5, token)
+    page["bob", 1] = page_time(svc, 5, bob)
     most, ok, seconds = burst(jobs, owner)
 
     ms = lambda v: f"{statistics.median(v) * 1000:.1f}"  # noqa: E731
@@ -181,12 +187,13 @@ def main() -> None:
     )
     ratios = {}
     for who in ("admin", "bob"):
-        small, large = page[who, 1000], page[who, 100_000]
+        small, large = page[who, 0], page[who, 1]
         ratios[who] = statistics.median(large) / statistics.median(small)
-        print(f"| Jobs page of {who}, 1,000 jobs in all | {ms(small)} | {spread(small)} | |")
+        few, many = counts[who]
+        print(f"| Jobs page of {who}, {few:,} jobs to see | {ms(small)} | {spread(small)} | |")
         print(
-            f"| Jobs page of {who}, 100,000 jobs in all | {ms(large)} | {spread(large)} | "
-            f"{ratios[who]:.2f}x of 1,000 (≤ 1.2x) |"
+            f"| Jobs page of {who}, {many:,} jobs to see | {ms(large)} | {spread(large)} | "
+            f"{ratios[who]:.2f}x (≤ 1.2x) |"
         )
     print(f"\n99,000 jobs inserted in {insert_s:.1f} s.")
     print(

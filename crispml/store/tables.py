@@ -194,6 +194,7 @@ class JobRow(Base):
         # The history's order (newest first, then id), for everyone's and for one owner's.
         Index("ix_jobs_created_id", "created_at", "id"),
         Index("ix_jobs_owner_created_id", "owner_id", "created_at", "id"),
+        Index("ix_jobs_env_created", "env", "created_at"),  # an environment's last use
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

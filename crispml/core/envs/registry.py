@@ -214,8 +214,12 @@ class EnvironmentRegistry:
                 .order_by(EnvironmentRow.name)
             )
             found = [self.system()] + [_to_env(r) for r in rows]
-            query = select(JobRow.env, func.max(JobRow.created_at)).group_by(JobRow.env)
-            used = {env: when for env, when in s.execute(query)}
+            # One look-up per environment in the index (env, created_at): a grouping over the
+            # jobs would read every job, and the history grows without bound.
+            used = {
+                e.name: s.scalar(select(func.max(JobRow.created_at)).where(JobRow.env == e.name))
+                for e in found
+            }
         return [replace(e, last_used=used.get(e.name)) for e in found]
 
     def get(self, name: str) -> Environment:
