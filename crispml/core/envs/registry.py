@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 import crispml
 from crispml.core.clock import Clock, utcnow
@@ -214,13 +215,13 @@ class EnvironmentRegistry:
                 .order_by(EnvironmentRow.name)
             )
             found = [self.system()] + [_to_env(r) for r in rows]
-            # One look-up per environment in the index (env, created_at): a grouping over the
-            # jobs would read every job, and the history grows without bound.
-            used = {
-                e.name: s.scalar(select(func.max(JobRow.created_at)).where(JobRow.env == e.name))
-                for e in found
-            }
-        return [replace(e, last_used=used.get(e.name)) for e in found]
+            used = {e.name: _last_used(s, e.name) for e in found}
+        return [replace(e, last_used=used[e.name]) for e in found]
+
+    def last_used(self, name: str) -> datetime | None:
+        """When a job last ran in environment ``name`` (None: never)."""
+        with self.db.session() as s:
+            return _last_used(s, name)
 
     def get(self, name: str) -> Environment:
         if name == SYSTEM:
@@ -363,3 +364,9 @@ class EnvironmentRegistry:
             problems = unmet(json.loads(row.requirements), result.get("packages", {}), "")
             row.problems = json.dumps(problems)
             row.checked_at = self._clock()
+
+
+def _last_used(s: Session, name: str) -> datetime | None:
+    """One look-up in the index (env, created_at): a grouping over the jobs would read every
+    job, and the history grows without bound."""
+    return s.scalar(select(func.max(JobRow.created_at)).where(JobRow.env == name))

@@ -112,9 +112,7 @@ class EnvironmentService:
     def get(self, name: str) -> Environment:
         if name != SYSTEM and not self._known(name):
             self.all(refresh=True)  # a conda environment created since the last look
-        env = self.registry.get(name)
-        used = {e.name: e.last_used for e in self.registry.all() if e.name == name}
-        return replace(env, last_used=used.get(name))
+        return replace(self.registry.get(name), last_used=self.registry.last_used(name))
 
     def _known(self, name: str) -> bool:
         with self.registry.db.session() as s:
