@@ -250,11 +250,15 @@ class EnvironmentRegistry:
         except IntegrityError as exc:
             raise Conflict(f"An environment named '{row.name}' exists already.") from exc
 
-    def set_build_job(self, name: str, job_id: str) -> None:
+    def set_build_job(self, name: str, job_id: str) -> Environment:
+        """Record the job building ``name``; the record as it is then, building. (Read back
+        through ``get``, a build that already failed would be settled away first.)"""
         with self.db.session() as s:
             row = s.get(EnvironmentRow, name)
-            if row is not None:
-                row.build_job = job_id
+            if row is None:
+                raise NotFound(f"The environment '{name}' does not exist.")
+            row.build_job = job_id
+            return _to_env(row)
 
     def remove(self, name: str) -> None:
         """Forget the environment; a venv's folder (always inside ``envs/``) goes too."""

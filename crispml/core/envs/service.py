@@ -173,10 +173,10 @@ class EnvironmentService:
         except Exception:
             self.registry.remove(name)
             raise
-        self.registry.set_build_job(name, job.id)
+        building = self.registry.set_build_job(name, job.id)
         with self.registry.db.session() as s:
             self._audit.add(s, user.username, "env.create", name, f"job={job.id}")
-        return self.registry.get(name), job
+        return building, job
 
     def register_interpreter(self, user: User, name: str, path: str) -> Environment:
         """Register an existing interpreter (kind ``path``) and check it at once."""
