@@ -447,8 +447,9 @@ class Settings(BaseSettings):
 
     def ensure_home(self) -> None:
         """Create HOME private to the server's user (it holds password hashes and the key)."""
-        if not self.home.exists():
-            self.home.mkdir(parents=True, mode=0o700)
+        # exist_ok: a process starting at the same moment may create it between a check and
+        # the mkdir (a first start of the web app and a CLI call, say).
+        self.home.mkdir(parents=True, mode=0o700, exist_ok=True)
         (self.home / "users").mkdir(exist_ok=True)
 
     def load_secret_key(self) -> bytes:
