@@ -132,6 +132,28 @@ def test_listing_sorts_pages_and_filters(space: FileSpace) -> None:
         space.listing("notes.txt")
 
 
+def test_listing_by_modified_time_pages_in_order(space: FileSpace) -> None:
+    """Every page, first ones (a partial selection) and later ones (a full sort), either way."""
+    for i in range(12):
+        put(space, f"f{i:02d}.csv", b"x" * i)
+        os.utime(space.root.path / f"f{i:02d}.csv", (1_000_000 + (i * 7) % 12,) * 2)
+    put(space, "skip.txt")
+    space.mkdir("", "a-folder")
+    oldest = sorted((f"f{i:02d}.csv" for i in range(12)), key=lambda n: (int(n[1:3]) * 7) % 12)
+    for descending, expected in ((False, oldest), (True, oldest[::-1])):
+        pages = [
+            space.listing("", sort="modified", descending=descending, page=p, page_size=2,
+                          extensions=(".csv",))
+            for p in range(1, 8)
+        ]  # fmt: skip
+        assert [e.name for page in pages for e in page.entries] == ["a-folder", *expected]
+        assert (pages[0].total, pages[0].pages) == (13, 7)
+        second = pages[1].entries[0].modified.timestamp()
+        assert second == 1_000_000 + (10 if descending else 1)
+    last = space.listing("", sort="modified", page=3, page_size=5)
+    assert space.listing("", sort="modified", page=99, page_size=5) == last  # past the end
+
+
 @pytest.mark.parametrize("name", ["a\rb", "line\nbreak", "tab\there", "del\x7f"])
 def test_control_characters_are_refused(space: FileSpace, name: str) -> None:
     with pytest.raises(InvalidInput, match="control characters"):

@@ -193,6 +193,10 @@ class FileSpace:
         if not real.is_dir():
             raise InvalidInput(f"'{folder}' is a file, not a folder.")
         rel_folder = self.relative(real)
+        if sort in ("size", "modified"):
+            return self._listing_by_stat(
+                real, rel_folder, sort == "size", descending, page, page_size, extensions
+            )
         with os.scandir(real) as it:
             items = [(e.name, e.is_dir()) for e in it]
         if extensions:
@@ -211,33 +215,58 @@ class FileSpace:
         start, end = (page - 1) * page_size, page * page_size
         if sort == "name":
             chosen = _window_by_name(items, start, end, descending)
-            stats = {name: stat_of(name) for name, _ in chosen}
-        elif sort == "type":
+        else:  # type
             items.sort(
                 key=lambda i: (not i[1], kind_of(i[0], i[1]), i[0].lower()), reverse=descending
             )
             items.sort(key=lambda i: not i[1])  # folders first, stable
             chosen = items[start:end]
-            stats = {name: stat_of(name) for name, _ in chosen}
+        stats = {name: stat_of(name) for name, _ in chosen}
+        chosen_stats = [(name, is_dir, stats.get(name)) for name, is_dir in chosen]
+        return _listing(rel_folder, chosen_stats, total, page, pages)
+
+    @staticmethod
+    def _listing_by_stat(
+        real: Path,
+        rel_folder: str,
+        by_size: bool,
+        descending: bool,
+        page: int,
+        page_size: int,
+        extensions: tuple[str, ...],
+    ) -> Listing:
+        """A page ordered by size or modified time: every entry is stat'ed, in the scan itself
+        and relative to the open folder (no path to resolve per entry), and only the page's
+        window is selected (heapq) for the first pages instead of sorting every entry."""
+        wanted = tuple(x.lower() for x in extensions)
+        sign = -1 if descending else 1
+        keyed: list[tuple[bool, float, str, bool, os.stat_result | None]] = []
+        add = keyed.append
+        fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            with os.scandir(fd) as it:
+                for e in it:
+                    is_dir = e.is_dir()
+                    if wanted and not is_dir and not e.name.lower().endswith(wanted):
+                        continue
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                        value = st.st_size if by_size else st.st_mtime
+                    except OSError:  # gone since the scan
+                        st, value = None, 0.0
+                    add((not is_dir, sign * value, e.name, is_dir, st))
+        finally:
+            os.close(fd)
+        total = len(keyed)
+        pages = max(1, -(-total // page_size))
+        page = min(max(1, page), pages)
+        start, end = (page - 1) * page_size, page * page_size
+        if end <= total // 4:
+            window = heapq.nsmallest(end, keyed)[start:]
         else:
-            stats = {name: stat_of(name) for name, _ in items}
-
-            def value(i: tuple[str, bool]) -> float:
-                s = stats[i[0]]
-                if s is None:
-                    return 0.0
-                return float(s.st_size if sort == "size" else s.st_mtime)
-
-            items.sort(key=lambda i: (not i[1], value(i) * (-1 if descending else 1)))
-            chosen = items[start:end]
-        entries = []
-        for name, is_dir in chosen:
-            s = stats.get(name)
-            size = 0 if is_dir or s is None else s.st_size
-            mtime = datetime.fromtimestamp(s.st_mtime if s else 0, UTC)
-            path = f"{rel_folder}/{name}" if rel_folder not in ("", ".") else name
-            entries.append(Entry(name, path, is_dir, size, mtime, kind_of(name, is_dir)))
-        return Listing("" if rel_folder == "." else rel_folder, entries, total, page, pages)
+            keyed.sort()
+            window = keyed[start:end]
+        return _listing(rel_folder, [(n, d, st) for _, _, n, d, st in window], total, page, pages)
 
     def folders(self, folder: str = "") -> list[str]:
         """Sub-folder names of a folder (for the lazily expanded tree)."""
@@ -399,6 +428,22 @@ class FileSpace:
                 self.mkdir(current, d)
             current = self.relative(self.resolve(self.relative(real)))
         return self.write(current, name, [data], max_bytes=max_bytes, overwrite=overwrite)
+
+
+def _listing(
+    rel_folder: str,
+    chosen: list[tuple[str, bool, os.stat_result | None]],
+    total: int,
+    page: int,
+    pages: int,
+) -> Listing:
+    entries = []
+    for name, is_dir, s in chosen:
+        size = 0 if is_dir or s is None else s.st_size
+        mtime = datetime.fromtimestamp(s.st_mtime if s else 0, UTC)
+        path = f"{rel_folder}/{name}" if rel_folder not in ("", ".") else name
+        entries.append(Entry(name, path, is_dir, size, mtime, kind_of(name, is_dir)))
+    return Listing("" if rel_folder == "." else rel_folder, entries, total, page, pages)
 
 
 def _window_by_name(
