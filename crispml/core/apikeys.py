@@ -13,8 +13,9 @@ import hmac
 import json
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -22,6 +23,7 @@ from crispml.core.audit import AuditLog
 from crispml.core.auth import User
 from crispml.core.clock import Clock, utcnow
 from crispml.core.errors import InvalidInput, NotFound
+from crispml.core.paging import PAGE_SIZE, Page, fetch
 from crispml.store.db import Database
 from crispml.store.tables import ApiKeyRow, UserRow
 
@@ -41,6 +43,7 @@ class ApiKey:
     last_used_at: datetime | None
     revoked_at: datetime | None
     owner_is_admin: bool = False  # as of the last verification
+    owner: str = ""  # the owner's name, where the key was read with it
 
     @property
     def active(self) -> bool:
@@ -75,6 +78,11 @@ def _to_key(row: ApiKeyRow, owner_is_admin: bool = False) -> ApiKey:
     )
 
 
+def _to_owned_key(row: Any) -> ApiKey:
+    key, owner, role = row
+    return replace(_to_key(key, role == "admin"), owner=owner)
+
+
 class ApiKeyService:
     def __init__(self, db: Database, audit: AuditLog, clock: Clock = utcnow) -> None:
         self._db = db
@@ -106,12 +114,25 @@ class ApiKeyService:
             return _to_key(row), plain
 
     def all(self, user: User) -> list[ApiKey]:
-        """The user's keys (admins: everyone's), newest first."""
+        """The user's keys (admins: everyone's), newest first: the CLI's listing."""
         with self._db.session() as s:
             query = select(ApiKeyRow).order_by(ApiKeyRow.id.desc())
             if not user.is_admin:
                 query = query.where(ApiKeyRow.owner_id == user.id)
             return [_to_key(r) for r in s.scalars(query)]
+
+    def page(self, user: User, *, number: int = 1, size: int = PAGE_SIZE) -> Page[ApiKey]:
+        """One page of the user's keys (admins: everyone's), newest first, each with its
+        owner's name and whether the owner is an admin."""
+        query = (
+            select(ApiKeyRow, UserRow.username, UserRow.role)
+            .join(UserRow, UserRow.id == ApiKeyRow.owner_id)
+            .order_by(ApiKeyRow.id.desc())
+        )
+        if not user.is_admin:
+            query = query.where(ApiKeyRow.owner_id == user.id)
+        with self._db.session() as s:
+            return fetch(s, query, _to_owned_key, number=number, size=size, scalars=False)
 
     def revoke(self, user: User, key_id: str) -> ApiKey:
         with self._db.session() as s:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crispml.core.clock import Clock, utcnow
+from crispml.core.paging import PAGE_SIZE, Page, fetch
 from crispml.store.db import Database
 from crispml.store.tables import AuditEventRow
 
@@ -42,11 +43,18 @@ class AuditLog:
             self.add(session, actor, action, target, detail)
 
     def recent(self, limit: int = 100, actor: str | None = None) -> list[AuditEvent]:
-        query = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
-        if actor is not None:
+        return self.page(actor=actor, size=limit).items
+
+    def page(
+        self, *, actor: str | None = None, number: int = 1, size: int = PAGE_SIZE
+    ) -> Page[AuditEvent]:
+        """One page of the log, newest first; ``actor`` keeps one user's events."""
+        query = select(AuditEventRow).order_by(AuditEventRow.id.desc())
+        if actor:
             query = query.where(AuditEventRow.actor == actor)
         with self._db.session() as session:
-            return [
-                AuditEvent(r.at, r.actor, r.action, r.target, r.detail)
-                for r in session.scalars(query)
-            ]
+            return fetch(session, query, _to_event, number=number, size=size)
+
+
+def _to_event(row: AuditEventRow) -> AuditEvent:
+    return AuditEvent(row.at, row.actor, row.action, row.target, row.detail)

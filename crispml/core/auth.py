@@ -33,6 +33,7 @@ from crispml.core import passwords
 from crispml.core.audit import AuditLog
 from crispml.core.clock import Clock, utcnow
 from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.core.paging import PAGE_SIZE, Page, fetch
 from crispml.store.db import Database
 from crispml.store.tables import LoginSessionRow, LoginThrottleRow, UserRow, UTCDateTime
 from crispml.store.upsert import upsert
@@ -222,8 +223,19 @@ class AuthService:
             return _to_user(row)
 
     def list_users(self) -> list[User]:
+        """Every account (the CLI's listing); pages read ``users_page``."""
         with self._db.session() as s:
             return [_to_user(r) for r in s.scalars(select(UserRow).order_by(UserRow.username))]
+
+    def users_page(self, *, search: str = "", number: int = 1, size: int = PAGE_SIZE) -> Page[User]:
+        """One page of the accounts by name; ``search`` keeps the names containing it."""
+        query = select(UserRow).order_by(UserRow.username)
+        if search:
+            query = query.where(
+                func.lower(UserRow.username).contains(search.lower(), autoescape=True)
+            )
+        with self._db.session() as s:
+            return fetch(s, query, _to_user, number=number, size=size)
 
     def get_user(self, username: str) -> User:
         with self._db.session() as s:

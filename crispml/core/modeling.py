@@ -48,7 +48,8 @@ from crispml.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from crispml.core.jobs import FINISHED, JobService, JobSpec
+from crispml.core.jobs import ACTIVE, FINISHED, JobService, JobSpec
+from crispml.core.paging import PAGE_SIZE, Page, fetch
 from crispml.core.records import read_job_file
 from crispml.store.db import Database
 from crispml.store.tables import AuditEventRow, DeploymentRow, ModelRow, RunRow
@@ -446,6 +447,46 @@ class ModelingService:
             self._settle(rows)
             return [_to_run(r) for r in rows]
 
+    def recent(
+        self,
+        user_id: int,
+        project_id: int,
+        *,
+        succeeded: bool = False,
+        number: int = 1,
+        size: int = PAGE_SIZE,
+    ) -> Page[Run]:
+        """One page of the project's runs (only the succeeded ones with ``succeeded``), newest
+        first. Only the page's runs are brought up to date with their jobs."""
+        query = (
+            select(RunRow)
+            .where(RunRow.owner_id == user_id, RunRow.project_id == project_id)
+            .order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        )
+        if succeeded:
+            query = query.where(RunRow.status == "succeeded")
+        with self._db.session() as s:
+            rows: Page[RunRow] = fetch(s, query, lambda row: row, number=number, size=size)
+            self._settle(rows.items)
+            return Page([_to_run(r) for r in rows.items], rows.total, rows.number, rows.size)
+
+    def active(self, user_id: int, project_id: int) -> list[Run]:
+        """The project's runs that are queued or running, newest first (settled first: a run
+        whose job has ended since it was last read is not among them)."""
+        query = (
+            select(RunRow)
+            .where(
+                RunRow.owner_id == user_id,
+                RunRow.project_id == project_id,
+                RunRow.status.in_(ACTIVE),
+            )
+            .order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        )
+        with self._db.session() as s:
+            rows = list(s.scalars(query))
+            self._settle(rows)
+            return [_to_run(r) for r in rows if r.status not in FINISHED]
+
     def get(self, user_id: int, run_id: str) -> Run:
         with self._db.session() as s:
             row = s.get(RunRow, run_id)
@@ -596,6 +637,31 @@ class ModelingService:
         with self._db.session() as s:
             rows = s.scalars(select(ModelRow).order_by(ModelRow.name, ModelRow.version.desc()))
             return [_to_model(r) for r in rows]
+
+    def versions_page(self, *, number: int = 1, size: int = PAGE_SIZE) -> Page[ModelVersion]:
+        """One page of the registry: every model's versions, the newest registered first."""
+        query = select(ModelRow).order_by(ModelRow.id.desc())
+        with self._db.session() as s:
+            return fetch(s, query, _to_model, number=number, size=size)
+
+    def model_names(self, owner_id: int | None = None) -> list[str]:
+        """The registered models' names (of one owner's models, with ``owner_id``), by name."""
+        query = select(ModelRow.name).distinct().order_by(ModelRow.name)
+        if owner_id is not None:
+            query = query.where(ModelRow.owner_id == owner_id)
+        with self._db.session() as s:
+            return list(s.scalars(query))
+
+    def versions(self, name: str, limit: int = 200) -> list[ModelVersion]:
+        """A model's newest versions, newest first."""
+        query = (
+            select(ModelRow)
+            .where(ModelRow.name == name)
+            .order_by(ModelRow.version.desc())
+            .limit(limit)
+        )
+        with self._db.session() as s:
+            return [_to_model(r) for r in s.scalars(query)]
 
     def model(self, name: str, version: int | None = None) -> ModelVersion:
         """A version, or the production one (else the newest) when ``version`` is None."""

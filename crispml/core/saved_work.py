@@ -22,6 +22,7 @@ from crispml import __version__
 from crispml.core.audit import AuditLog
 from crispml.core.clock import Clock, utcnow
 from crispml.core.errors import Conflict, InvalidInput, NotFound
+from crispml.core.paging import PAGE_SIZE, Page, fetch
 from crispml.core.workspace import SCHEMA_VERSION, Unencodable, decode, encode
 from crispml.store.db import Database
 from crispml.store.tables import SavedWorkRow, UserRow
@@ -87,10 +88,28 @@ def _validate_name(name: str) -> str:
     return clean
 
 
-def _holds(refs: list[dict[str, str]], values: Mapping[str, Any]) -> str:
+def holds(refs: list[dict[str, str]], values: Mapping[str, Any]) -> str:
+    """What a saved work holds, in words ("dataset, project, 12 values"); stored with it."""
     kinds = sorted({r["kind"] for r in refs})
     parts = [*kinds, f"{len(values)} value{'s' if len(values) != 1 else ''}"]
     return ", ".join(parts)
+
+
+_INFO_COLUMNS = (
+    SavedWorkRow.id,
+    UserRow.username,
+    SavedWorkRow.name,
+    SavedWorkRow.description,
+    SavedWorkRow.project_name,
+    SavedWorkRow.holds,
+    SavedWorkRow.size_bytes,
+    SavedWorkRow.created_at,
+    SavedWorkRow.updated_at,
+)
+
+
+def _to_info(row: Any) -> SavedWorkInfo:
+    return SavedWorkInfo(*row)
 
 
 def _document(snapshot: Snapshot) -> dict[str, Any]:
@@ -176,33 +195,20 @@ class SavedWorkService:
 
     # Reading ----------------------------------------------------------------------------------
 
-    def list(self, owner_id: int | None) -> list[SavedWorkInfo]:
-        """One user's saved work, or everyone's with ``owner_id=None`` (admins)."""
+    def page(
+        self, owner_id: int | None, *, number: int = 1, size: int = PAGE_SIZE
+    ) -> Page[SavedWorkInfo]:
+        """One page of a user's saved work, or of everyone's with ``owner_id=None`` (admins),
+        last changed first. Documents are not read: what each holds is stored beside it."""
         query = (
-            select(SavedWorkRow, UserRow.username)
+            select(*_INFO_COLUMNS)
             .join(UserRow, UserRow.id == SavedWorkRow.owner_id)
             .order_by(SavedWorkRow.updated_at.desc(), SavedWorkRow.id.desc())
         )
         if owner_id is not None:
             query = query.where(SavedWorkRow.owner_id == owner_id)
         with self._db.session() as s:
-            result = []
-            for row, owner in s.execute(query):
-                doc = json.loads(row.document)
-                result.append(
-                    SavedWorkInfo(
-                        row.id,
-                        owner,
-                        row.name,
-                        row.description,
-                        row.project_name,
-                        _holds(doc.get("refs", []), doc.get("values", {})),
-                        row.size_bytes,
-                        row.created_at,
-                        row.updated_at,
-                    )
-                )
-            return result
+            return fetch(s, query, _to_info, number=number, size=size, scalars=False)
 
     def load(self, owner_id: int, work_id: int) -> LoadResult:
         """The snapshot, with every reference that no longer resolves listed in ``missing``."""
@@ -240,7 +246,8 @@ class SavedWorkService:
         clean = _validate_name(name)
         if len(description) > MAX_DESCRIPTION:
             raise InvalidInput(f"A description has at most {MAX_DESCRIPTION} characters.")
-        text = json.dumps(_document(snapshot), separators=(",", ":"), sort_keys=True)
+        doc = _document(snapshot)
+        text = json.dumps(doc, separators=(",", ":"), sort_keys=True)
         now = self._clock()
         with self._db.session() as s:
             self._check_name_free(s, owner_id, clean, None)
@@ -251,6 +258,7 @@ class SavedWorkService:
                 project_id=snapshot.project_id,
                 project_name=snapshot.project_name,
                 document=text,
+                holds=holds(doc["refs"], doc["values"]),
                 size_bytes=len(text.encode()),
                 created_at=now,
                 updated_at=now,
@@ -282,6 +290,7 @@ class SavedWorkService:
                 project_id=row.project_id,
                 project_name=row.project_name,
                 document=row.document,
+                holds=row.holds,
                 size_bytes=row.size_bytes,
                 created_at=now,
                 updated_at=now,
@@ -329,7 +338,13 @@ class SavedWorkService:
     # Internals --------------------------------------------------------------------------------
 
     def _info(self, owner_id: int, work_id: int) -> SavedWorkInfo:
-        return next(i for i in self.list(owner_id) if i.id == work_id)
+        with self._db.session() as s:
+            query = (
+                select(*_INFO_COLUMNS)
+                .join(UserRow, UserRow.id == SavedWorkRow.owner_id)
+                .where(SavedWorkRow.id == work_id, SavedWorkRow.owner_id == owner_id)
+            )
+            return _to_info(s.execute(query).one())
 
     @staticmethod
     def _row(s: Session, owner_id: int | None, work_id: int) -> SavedWorkRow:

@@ -125,7 +125,10 @@ class AuditEventRow(Base):
     """Who did what, when: logins, account changes, and (later) file actions."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_at", "at"),)
+    __table_args__ = (
+        Index("ix_audit_events_at", "at"),
+        Index("ix_audit_events_actor_id", "actor", "id"),  # one user's events, newest first
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -169,7 +172,12 @@ class WorkspaceValueRow(Base):
 
 class SavedWorkRow(Base):
     __tablename__ = "saved_work"
-    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_saved_work_owner_name"),)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name", name="uq_saved_work_owner_name"),
+        # The list's order (last changed first), for everyone's and for one owner's.
+        Index("ix_saved_work_updated_id", "updated_at", "id"),
+        Index("ix_saved_work_owner_updated_id", "owner_id", "updated_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -180,6 +188,7 @@ class SavedWorkRow(Base):
     )
     project_name: Mapped[str] = mapped_column(String(120), default="")
     document: Mapped[str] = mapped_column(Text)  # JSON: schema, page, values, refs
+    holds: Mapped[str] = mapped_column(String(200), default="", server_default="")  # in words
     size_bytes: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -254,6 +263,9 @@ class DatasetRow(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "name"),
         Index("ix_datasets_owner_project", "owner_id", "project_id"),
+        # A project's datasets of one role, newest first.
+        Index("ix_datasets_owner_project_role", "owner_id", "project_id", "role", "created_at"),
+        Index("ix_datasets_parent", "parent_id", "created_at"),  # a dataset's prepared versions
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -280,7 +292,11 @@ class RunRow(Base):
     """A training run: its job (same id), what it trained on and with, and its outcome."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_owner_project", "owner_id", "project_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_owner_project", "owner_id", "project_id", "created_at"),
+        # A project's runs of one status (the succeeded ones, the active ones), newest first.
+        Index("ix_runs_owner_project_status", "owner_id", "project_id", "status", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the job's id
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

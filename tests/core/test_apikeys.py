@@ -74,3 +74,19 @@ def test_last_used_is_written_at_most_once_a_minute(services: Services) -> None:
     assert keys.verify(plain).last_used_at == first.last_used_at  # type: ignore[union-attr]
     now[0] += timedelta(seconds=31)
     assert keys.verify(plain).last_used_at == now[0]  # type: ignore[union-attr]
+
+
+def test_keys_are_listed_a_page_at_a_time_with_their_owners(services: Services) -> None:
+    admin = services.auth.first_admin()
+    nina = services.auth.create_user("nina", "lilac-harbor-93", actor="test")
+    for i in range(3):
+        services.apikeys.create(nina, f"nina {i}")
+    services.apikeys.create(admin, "admin's")
+    first = services.apikeys.page(admin, size=3)
+    assert [(k.name, k.owner, k.owner_is_admin) for k in first.items] == [
+        ("admin's", "admin", True), ("nina 2", "nina", False), ("nina 1", "nina", False),
+    ]  # fmt: skip
+    assert (first.total, first.pages) == (4, 2)
+    assert [k.name for k in services.apikeys.page(admin, number=2, size=3).items] == ["nina 0"]
+    hers = services.apikeys.page(nina, size=10)
+    assert hers.total == 3 and {k.owner for k in hers.items} == {"nina"}

@@ -449,3 +449,14 @@ def test_last_seen_is_written_at_most_once_a_minute_for_long_timeouts(
     clock.advance(seconds=15)  # 65 s since login
     long.authenticate(token)
     assert long.list_sessions("dora")[0].last_seen_at == clock.now
+
+
+def test_users_are_read_a_page_at_a_time_and_found_by_part_of_the_name(auth: AuthService) -> None:
+    for name in ("ann_1", "ann-2", "bob", "annex"):
+        auth.create_user(name, PASSWORD, actor="t")
+    page = auth.users_page(size=2)
+    assert page.total == 6 and page.pages == 3  # admin and alice too
+    found = auth.users_page(search="ANN", size=10)
+    assert sorted(u.username for u in found.items) == ["ann-2", "ann_1", "annex"]
+    assert [u.username for u in auth.users_page(search="n_", size=10).items] == ["ann_1"]
+    assert auth.users_page(search="%", size=10).total == 0  # wildcards are plain characters

@@ -47,10 +47,10 @@ def test_round_trip(services: Services, alice: int) -> None:
     assert loaded.snapshot.page == "modeling"
     sw.rename(alice, info.id, "baseline v1", actor="alice")
     copy = sw.duplicate(alice, info.id, "baseline v2", actor="alice")
-    assert [i.name for i in sw.list(alice)] == ["baseline v2", "baseline v1"]
+    assert [i.name for i in sw.page(alice).items] == ["baseline v2", "baseline v1"]
     assert sw.load(alice, copy.id).snapshot.values == snap.values
     sw.delete(alice, info.id, actor="alice")
-    assert [i.name for i in sw.list(alice)] == ["baseline v2"]
+    assert [i.name for i in sw.page(alice).items] == ["baseline v2"]
 
 
 def test_export_then_import_on_another_server(services: Services, alice: int, tmp_path) -> None:
@@ -131,8 +131,8 @@ def test_saved_work_is_per_user_and_admins_see_all(services: Services, alice: in
     bob = services.auth.create_user("bob", "lilac-harbor-93", actor="t").id
     info = services.saved_work.save(alice, "mine", "", snapshot_for(services, alice), actor="a")
     services.saved_work.save(bob, "mine", "", snapshot_for(services, bob, "B"), actor="b")
-    assert [i.owner for i in services.saved_work.list(bob)] == ["bob"]
-    assert sorted(i.owner for i in services.saved_work.list(None)) == ["alice", "bob"]
+    assert [i.owner for i in services.saved_work.page(bob).items] == ["bob"]
+    assert sorted(i.owner for i in services.saved_work.page(None).items) == ["alice", "bob"]
     for action in (
         lambda: services.saved_work.load(bob, info.id),
         lambda: services.saved_work.rename(bob, info.id, "x", actor="b"),
@@ -142,7 +142,7 @@ def test_saved_work_is_per_user_and_admins_see_all(services: Services, alice: in
         with pytest.raises(NotFound):
             action()
     services.saved_work.delete(None, info.id, actor="admin")  # an admin may
-    assert [i.owner for i in services.saved_work.list(None)] == ["bob"]
+    assert [i.owner for i in services.saved_work.page(None).items] == ["bob"]
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_bad_names(services: Services, alice: int, name: str, error: type, match
         services.saved_work.save(alice, name, "", snap, actor="a")
     with pytest.raises(error, match=match):
         services.saved_work.rename(alice, other.id, name, actor="a")
-    assert sorted(i.name for i in services.saved_work.list(alice)) == ["other", "taken"]
+    assert sorted(i.name for i in services.saved_work.page(alice).items) == ["other", "taken"]
 
 
 def _export(**changes: object) -> bytes:
@@ -207,9 +207,25 @@ def _export(**changes: object) -> bytes:
 def test_bad_imports_change_nothing(
     services: Services, alice: int, data: bytes, match: str
 ) -> None:
-    before = services.saved_work.list(alice)
+    before = services.saved_work.page(alice).items
     with pytest.raises(InvalidInput, match=match):
         services.saved_work.import_(
             alice, data, name=None, project_id=None, project_name="", actor="a"
         )
-    assert services.saved_work.list(alice) == before
+    assert services.saved_work.page(alice).items == before
+
+
+def test_saved_work_is_read_a_page_at_a_time(services: Services, alice: int) -> None:
+    sw = services.saved_work
+    snap = snapshot_for(services, alice)
+    for i in range(7):
+        sw.save(alice, f"w{i}", "", snap, actor="alice")
+    first = sw.page(alice, number=1, size=3)
+    assert [i.name for i in first.items] == ["w6", "w5", "w4"]  # last changed first
+    assert (first.total, first.pages, first.first, first.last) == (7, 3, 1, 3)
+    last = sw.page(alice, number=3, size=3)
+    assert [i.name for i in last.items] == ["w0"]
+    assert (last.first, last.last) == (7, 7)
+    assert sw.page(alice, number=99, size=3) == last  # past the end: the last page
+    assert all(i.holds == "project, 3 values" for i in first.items)  # stored, not parsed
+    assert sw.page(None, size=1000).total == 7

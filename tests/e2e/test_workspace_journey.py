@@ -109,7 +109,7 @@ def server_saved_work(server: Server) -> list[str]:
 
     svc = build_services(Settings(home=server.home))
     try:
-        return [i.name for i in svc.saved_work.list(None)]
+        return [i.name for i in svc.saved_work.page(None).items]
     finally:
         svc.db.dispose()
 

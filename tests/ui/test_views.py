@@ -239,3 +239,37 @@ def test_about_shows_the_version_license_and_notices(app_services: Services) -> 
     assert {"streamlit", "jupyterlab", "torch"} <= {p.lower() for p in packages["Package"]}
     streamlit_license = packages[packages["Package"].str.lower() == "streamlit"]["License"]
     assert "Apache" in streamlit_license.iloc[0]
+
+
+def test_admin_lists_users_and_events_a_page_at_a_time(
+    app_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crispml.ui.views import admin
+
+    monkeypatch.setattr(admin, "USERS_PAGE_SIZE", 3)
+    monkeypatch.setattr(admin, "AUDIT_PAGE_SIZE", 4)
+    for name in ("ann", "bea", "cal", "dan", "eve"):
+        app_services.auth.create_user(name, "lilac-harbor-93", actor="t")
+    login_as(app_services, "admin")
+    at = page("admin", "render_users").run()
+    assert list(at.dataframe[0].value["User"]) == ["admin", "ann", "bea"]
+    assert any(c.value == "Users 1 to 3 of 6" for c in at.caption)
+    at.number_input(key="admin.users.page").set_value(2).run()
+    assert list(at.dataframe[0].value["User"]) == ["cal", "dan", "eve"]
+    assert at.selectbox(key="admin.manage_user").options == ["cal", "dan", "eve"]
+    at.text_input(key="admin.users.search").input("AN").run()  # back to the first page
+    assert list(at.dataframe[0].value["User"]) == ["ann", "dan"]
+    assert any(c.value == "Users 1 to 2 of 2" for c in at.caption)
+    at.text_input(key="admin.users.search").input("zz").run()
+    assert "No user matches the search." in [c.value for c in at.caption]
+    assert not at.exception
+
+    events = page("admin", "render_audit").run()
+    assert len(events.dataframe[0].value) == 4
+    total = len(app_services.audit.recent(1000))
+    assert any(c.value == f"Events 1 to 4 of {total}" for c in events.caption)
+    events.text_input(key="admin.audit.actor").input("t").run()
+    assert set(events.dataframe[0].value["Who"]) == {"t"}
+    assert any(c.value == "Events 1 to 4 of 5" for c in events.caption)
+    events.number_input(key="admin.audit.page").set_value(2).run()
+    assert list(events.dataframe[0].value["Target"]) == ["ann"]  # the oldest of the five

@@ -162,3 +162,19 @@ def test_an_unexpected_page_error_shows_a_reference_not_a_traceback(svc: Service
     assert message.startswith("Something went wrong on this page (reference ")
     assert "boom" not in message
     assert "Traceback" not in message
+
+
+def test_saved_work_is_listed_a_page_at_a_time(svc: Services) -> None:
+    from crispml.core.saved_work import Snapshot
+
+    admin = svc.auth.first_admin()
+    for i in range(60):
+        svc.saved_work.save(admin.id, f"work {i:02d}", "", Snapshot("business", {}), actor="t")
+    page = saved_work_page()
+    assert len(page.dataframe[0].value) == 50
+    assert page.dataframe[0].value["Name"].iloc[0] == "work 59"  # the newest first
+    assert any(c.value == "Saved work 1 to 50 of 60" for c in page.caption)
+    page.number_input(key="saved.page").set_value(2).run()
+    assert list(page.dataframe[0].value["Name"]) == [f"work {i:02d}" for i in range(9, -1, -1)]
+    assert any(c.value == "Saved work 51 to 60 of 60" for c in page.caption)
+    assert page.selectbox(key="saved.chosen").options[0] == "work 09"  # chosen from this page

@@ -296,10 +296,10 @@ def test_sigkill_while_writing_loses_nothing_acknowledged(tmp_path: Path, kill_a
             assert hashlib.sha256(upload).hexdigest() == acked["sha"]
         assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == ["upload.bin"]
         # Saved work: every acknowledged one there, each whole.
-        names = {w.name for w in svc.saved_work.list(admin.id)}
+        names = {w.name for w in svc.saved_work.page(admin.id).items}
         for k in range(int(acked.get("saved", -1)) + 1):  # type: ignore[call-overload]
             assert f"work {k}" in names
-        for info in svc.saved_work.list(admin.id):
+        for info in svc.saved_work.page(admin.id).items:
             loaded = svc.saved_work.load(admin.id, info.id)
             value = json.loads(loaded.snapshot.values["w.value"])
             assert value == "x" * 50_000 + info.name.split()[1]

@@ -31,6 +31,7 @@ from crispml.core.data.profile_job import PROFILE_FILE
 from crispml.core.data.samples import SAMPLES, table_sample
 from crispml.core.errors import Conflict, InvalidInput, NotFound
 from crispml.core.jobs import Job, JobService, JobSpec
+from crispml.core.paging import PAGE_SIZE, Page, fetch
 from crispml.store.db import Database
 from crispml.store.tables import DatasetRow
 
@@ -161,6 +162,37 @@ class DatasetService:
             if role:
                 query = query.where(DatasetRow.role == role)
             return [_to_dataset(r) for r in s.scalars(query)]
+
+    def recent(
+        self,
+        user_id: int,
+        project_id: int,
+        *,
+        role: str | None = None,
+        number: int = 1,
+        size: int = PAGE_SIZE,
+    ) -> Page[Dataset]:
+        """One page of the project's datasets (of one role: raw or prepared), newest first."""
+        query = (
+            select(DatasetRow)
+            .where(DatasetRow.owner_id == user_id, DatasetRow.project_id == project_id)
+            .order_by(DatasetRow.created_at.desc(), DatasetRow.id.desc())
+        )
+        if role:
+            query = query.where(DatasetRow.role == role)
+        with self._db.session() as s:
+            return fetch(s, query, _to_dataset, number=number, size=size)
+
+    def prepared_from(self, user_id: int, source_id: str, limit: int = 200) -> list[Dataset]:
+        """The newest prepared versions of a dataset, oldest of them first."""
+        query = (
+            select(DatasetRow)
+            .where(DatasetRow.owner_id == user_id, DatasetRow.parent_id == source_id)
+            .order_by(DatasetRow.created_at.desc(), DatasetRow.id.desc())
+            .limit(limit)
+        )
+        with self._db.session() as s:
+            return [_to_dataset(r) for r in s.scalars(query)][::-1]
 
     def get(self, user_id: int, dataset_id: str) -> Dataset:
         with self._db.session() as s:

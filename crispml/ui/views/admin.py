@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from crispml.core.auth import ROLES, generate_password
+from crispml.core.auth import ROLES, User, generate_password
 from crispml.core.errors import CrispmlError
 from crispml.ui import context
-from crispml.ui.widgets import feedback
+from crispml.ui.widgets import feedback, pager
 from crispml.ui.widgets.confirm import confirm_button
+
+USERS_PAGE = "admin.users.page"
+USERS_PAGE_SIZE = 50
+AUDIT_PAGE = "admin.audit.page"
+AUDIT_PAGE_SIZE = 100
 
 
 def _create_user_form(actor: str) -> None:
@@ -33,11 +38,13 @@ def _create_user_form(actor: str) -> None:
             st.code(secret, language=None)
 
 
-def _manage_user(actor: str) -> None:
+def _manage_user(actor: str, users: list[User]) -> None:
     auth = context.services().auth
-    users = auth.list_users()
+    if not users:
+        st.caption("No user matches the search.")
+        return
     names = [u.username for u in users]
-    name = st.selectbox("User", names, key="admin.manage_user")
+    name = st.selectbox("User (of the page above)", names, key="admin.manage_user")
     if name is None:
         return
     user = next(u for u in users if u.username == name)
@@ -147,7 +154,11 @@ def render_users() -> None:
         st.caption(f":material/shield: {sandbox.message}")
     else:
         st.warning(sandbox.message, icon=":material/gpp_maybe:")
-    users = context.services().auth.list_users()
+    search = pager.search("admin.users.search", "Find users by name", USERS_PAGE)
+    page = context.services().auth.users_page(
+        search=search, number=pager.number(USERS_PAGE), size=USERS_PAGE_SIZE
+    )
+    users = page.items
     st.dataframe(
         [
             {
@@ -163,9 +174,10 @@ def render_users() -> None:
         hide_index=True,
         width="stretch",
     )
+    pager.pager(USERS_PAGE, page, "users")
     manage, create, sessions = st.tabs(["Manage a user", "Create a user", "Sessions"])
     with manage:
-        _manage_user(admin.username)
+        _manage_user(admin.username, users)
     with create:
         _create_user_form(admin.username)
     with sessions:
@@ -176,9 +188,12 @@ def render_audit() -> None:
     context.require_admin()
     st.title("Audit log")
     st.caption("Who did what, and when: logins, account changes, project changes.")
-    events = context.services().audit.recent(500)
-    if not events:
-        st.info("Nothing recorded yet.")
+    actor = pager.search("admin.audit.actor", "Only the events of (a user name)", AUDIT_PAGE)
+    page = context.services().audit.page(
+        actor=actor, number=pager.number(AUDIT_PAGE), size=AUDIT_PAGE_SIZE
+    )
+    if not page.items:
+        st.info(f"Nothing recorded for '{actor}'." if actor else "Nothing recorded yet.")
         return
     st.dataframe(
         [
@@ -189,8 +204,9 @@ def render_audit() -> None:
                 "Target": e.target,
                 "Detail": e.detail,
             }
-            for e in events
+            for e in page.items
         ],
         hide_index=True,
         width="stretch",
     )
+    pager.pager(AUDIT_PAGE, page, "events")

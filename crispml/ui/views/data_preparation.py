@@ -14,7 +14,7 @@ from crispml.core.data.service import Dataset
 from crispml.core.errors import CrispmlError
 from crispml.ui import context
 from crispml.ui import workspace as ws
-from crispml.ui.views.data_understanding import project_or_stop
+from crispml.ui.views.data_understanding import dataset_choices, project_or_stop
 from crispml.ui.widgets import feedback
 
 STEP_LABELS = {
@@ -173,8 +173,8 @@ def _image_recipe(dataset: Dataset) -> recipes.ImageRecipe:
     return recipes.ImageRecipe(int(size), list(augment), train, validation, test, seed)
 
 
-def _versions(source: Dataset, prepared: list[Dataset]) -> None:
-    mine = [d for d in prepared if d.parent_id == source.id]
+def _versions(source: Dataset) -> None:
+    mine = context.services().datasets.prepared_from(source.owner_id, source.id)
     if not mine:
         st.caption(
             "No prepared version of this dataset yet: set the recipe above and press **Prepare**."
@@ -222,16 +222,15 @@ def render() -> None:
     st.caption("Choose what to predict from what, split the rows, and preprocess the columns.")
     project = project_or_stop()
     feedback.show_pending()
-    datasets = services.datasets.all(user.id, project.id)
-    raw = [d for d in datasets if d.role == "raw"]
+    key = ws.key("prep.dataset")
+    looked_at = st.session_state.get(ws.key("data.dataset"))  # from Data understanding
+    raw = dataset_choices(user.id, project.id, "raw", st.session_state.get(key), looked_at)
     if not raw:
         st.info("Add a dataset on **Data understanding** first.", icon=":material/info:")
         return
     ids = [d.id for d in raw]
-    key = ws.key("prep.dataset")
     if st.session_state.get(key) not in ids:
-        looked_at = st.session_state.get(ws.key("data.dataset"))  # from Data understanding
-        ws.set_value(key, looked_at if looked_at in ids else ids[-1])
+        ws.set_value(key, looked_at if looked_at in ids else ids[0])
     labels = {d.id: f"{d.name} ({d.kind})" for d in raw}
     chosen = st.selectbox("Dataset", ids, format_func=labels.__getitem__, key=key)
     dataset = next(d for d in raw if d.id == chosen)
@@ -251,4 +250,4 @@ def render() -> None:
         else:
             parts = ", ".join(f"{n:,} {p}" for p, n in made.details["parts"].items())
             feedback.done(f"Prepared '{made.name}': {parts}.")
-    _versions(dataset, datasets)
+    _versions(dataset)

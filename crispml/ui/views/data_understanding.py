@@ -20,11 +20,31 @@ from crispml.core.text import human_size
 from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views.business import current_project
-from crispml.ui.widgets import feedback
+from crispml.ui.widgets import feedback, pager
 from crispml.ui.widgets.confirm import confirm_button
 from crispml.ui.widgets.file_picker import file_picker, picked_path
 
 GALLERY_PAGE = 12
+DATA_PAGE = "data.datasets.page"
+DATA_PAGE_SIZE = 50
+RECENT = 200  # datasets offered to choose from (and the one chosen before, if older)
+
+
+def dataset_choices(user_id: int, project_id: int, role: str, *wanted: object) -> list[Dataset]:
+    """The datasets of a role offered in a select box, newest first: the newest RECENT, and
+    those of ``wanted`` (ids chosen before) that are older than those."""
+    datasets = context.services().datasets
+    choices = datasets.recent(user_id, project_id, role=role, size=RECENT).items
+    for dataset_id in wanted:
+        if not isinstance(dataset_id, str) or any(d.id == dataset_id for d in choices):
+            continue
+        try:
+            older = datasets.get(user_id, dataset_id)
+        except CrispmlError:  # deleted meanwhile
+            continue
+        if older.project_id == project_id and older.role == role:
+            choices.append(older)
+    return choices
 
 
 def project_or_stop() -> Project:
@@ -354,10 +374,12 @@ def render() -> None:
     st.caption("Bring data or start from a sample, then look at it: types, gaps, distributions.")
     project = project_or_stop()
     feedback.show_pending()
-    datasets = services.datasets.all(user.id, project.id, role="raw")
-    _sample_form(project, expanded=not datasets)
+    page = services.datasets.recent(
+        user.id, project.id, role="raw", number=pager.number(DATA_PAGE), size=DATA_PAGE_SIZE
+    )
+    _sample_form(project, expanded=not page.items)
     _register_form(project)
-    if not datasets:
+    if not page.items:
         st.info(
             f"Project '{project.name}' has no datasets yet: add a sample, or register a table "
             "or a folder of images from your files, above.",
@@ -365,11 +387,13 @@ def render() -> None:
         )
         return
     st.subheader(f"Datasets of '{project.name}'")
-    _datasets_table(datasets)
-    ids = [d.id for d in datasets]
+    _datasets_table(page.items)
+    pager.pager(DATA_PAGE, page, "datasets")
     key = ws.key("data.dataset")
+    datasets = dataset_choices(user.id, project.id, "raw", st.session_state.get(key))
+    ids = [d.id for d in datasets]
     if st.session_state.get(key) not in ids:
-        ws.set_value(key, ids[-1])
+        ws.set_value(key, ids[0])
     labels = {d.id: f"{d.name} ({d.kind}, {d.rows:,} rows)" for d in datasets}
     chosen = st.selectbox("Dataset", ids, format_func=labels.__getitem__, key=key)
     dataset = next(d for d in datasets if d.id == chosen)

@@ -23,7 +23,7 @@ from crispml.services import Services
 from crispml.serving.api import shared_api
 from crispml.serving.models import input_columns
 from crispml.ui import context
-from crispml.ui.widgets import feedback
+from crispml.ui.widgets import feedback, pager
 from crispml.ui.widgets.confirm import confirm_button
 
 T = TypeVar("T")
@@ -32,6 +32,8 @@ PUBLIC_WARNING = (
     "the API server's port) may send it data and read its predictions, as often as they like."
 )
 NEW_KEY = "_crispml.deployment.new_key"  # the key just created, shown once (never autosaved)
+KEYS_PAGE = "deploy.keys.page"
+KEYS_PAGE_SIZE = 20
 
 
 def _when(value: Any) -> str:
@@ -54,8 +56,7 @@ def render() -> None:
         "/predict, and MLflow's /invocations), behind API keys."
     )
     feedback.show_pending()
-    models = services.modeling.models()
-    if not models:
+    if not services.modeling.model_names():
         st.info(
             "No model is registered yet: train one on **Modeling**, then register it on "
             "**Evaluation**.",
@@ -63,7 +64,7 @@ def render() -> None:
         )
         return
     _server(services, user)
-    _deploy(services, user, models)
+    _deploy(services, user)
     deployments = services.deployments.all()
     _table(deployments)
     if deployments:
@@ -118,9 +119,9 @@ def _server(services: Services, user: User) -> None:
         feedback.error(exc)
 
 
-def _deploy(services: Services, user: User, models: list[ModelVersion]) -> None:
+def _deploy(services: Services, user: User) -> None:
     st.subheader("Deploy a model")
-    names = sorted({m.name for m in models if _reaches(user, m.owner_id)})
+    names = services.modeling.model_names(None if user.is_admin else user.id)
     if not names:
         st.info(
             "None of the registered models is yours to deploy: register one of your runs on "
@@ -130,7 +131,7 @@ def _deploy(services: Services, user: User, models: list[ModelVersion]) -> None:
         return
     left, right = st.columns(2)
     name = left.selectbox("Model", names, key="wsu.deploy.model")
-    versions = [m for m in models if m.name == name]
+    versions = services.modeling.versions(name) if name is not None else []
     version = right.selectbox(
         "Version",
         versions,
@@ -362,11 +363,6 @@ def _try(services: Services, user: User, chosen: Deployment) -> None:
         st.json({"predictions": predictions, "weight": chosen.weight})
 
 
-def _reaches(user: User, owner_id: int) -> bool:
-    """Whether the user may deploy, and their keys reach, a model of ``owner_id``."""
-    return user.is_admin or owner_id == user.id
-
-
 def _keys(services: Services, user: User, deployed: list[str]) -> None:
     st.subheader("API keys")
     new = st.session_state.get(NEW_KEY)
@@ -385,7 +381,7 @@ def _keys(services: Services, user: User, deployed: list[str]) -> None:
         scope = st.multiselect(
             f"Models it may use (none chosen: {reach})",
             sorted(
-                {m.name for m in services.modeling.models() if _reaches(user, m.owner_id)}
+                set(services.modeling.model_names(None if user.is_admin else user.id))
                 | {name for name in deployed if user.is_admin}
             ),
         )
@@ -397,19 +393,18 @@ def _keys(services: Services, user: User, deployed: list[str]) -> None:
             else:
                 st.session_state[NEW_KEY] = plain
                 st.rerun()
-    keys = services.apikeys.all(user)
+    page = services.apikeys.page(user, number=pager.number(KEYS_PAGE), size=KEYS_PAGE_SIZE)
+    keys = page.items
     if not keys:
         st.caption("No API keys yet: name one above and press **Create key**.")
         return
-    users = services.auth.list_users() if user.is_admin else [user]
-    owners = {u.id: u.username for u in users} if user.is_admin else {}
-    admins = {u.id for u in users if u.is_admin}
     st.dataframe(
-        pd.DataFrame([_key_row(k, owners, admins) for k in keys]),
+        pd.DataFrame([_key_row(k, shows_owner=user.is_admin) for k in keys]),
         hide_index=True,
         width="stretch",
         key="deploy.keys.table",
     )
+    pager.pager(KEYS_PAGE, page, "keys")
     active = [k for k in keys if k.active]
     if not active:
         return
@@ -429,16 +424,16 @@ def _keys(services: Services, user: User, deployed: list[str]) -> None:
             feedback.done(f"Revoked '{chosen.name}'.")
 
 
-def _key_row(key: ApiKey, owners: dict[int, str], admins: set[int]) -> dict[str, Any]:
+def _key_row(key: ApiKey, *, shows_owner: bool) -> dict[str, Any]:
     row = {
         "Key": key.shown,
         "Name": key.name,
         "Models": ", ".join(key.models)
-        or ("every deployed" if key.owner_id in admins else "its owner's deployed"),
+        or ("every deployed" if key.owner_is_admin else "its owner's deployed"),
         "Created": _when(key.created_at),
         "Last used": _when(key.last_used_at) or "never",
         "Status": "active" if key.active else f"revoked {_when(key.revoked_at)}",
     }
-    if owners:
-        row["Owner"] = owners.get(key.owner_id, "?")
+    if shows_owner:
+        row["Owner"] = key.owner
     return row

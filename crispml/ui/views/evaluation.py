@@ -15,11 +15,13 @@ from crispml.core.modeling import STAGES, Run
 from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views.data_understanding import project_or_stop
-from crispml.ui.views.modeling import key_metric, run_details, watch
-from crispml.ui.widgets import feedback
+from crispml.ui.views.modeling import RECENT, key_metric, recent_runs, run_details, watch
+from crispml.ui.widgets import feedback, pager
 from crispml.ui.widgets.confirm import confirm_button
 
 LOWER_IS_BETTER = ("rmse", "mae", "loss")
+REGISTRY_PAGE = "eval.registry.page"
+REGISTRY_SIZE = 50
 
 
 def lower_is_better(metric: str) -> bool:
@@ -124,7 +126,8 @@ def _register(runs: list[Run], best: Run) -> None:
 
 def _registry() -> None:
     services = context.services()
-    models = services.modeling.models()
+    page = services.modeling.versions_page(number=pager.number(REGISTRY_PAGE), size=REGISTRY_SIZE)
+    models = page.items
     st.subheader("Model registry")
     if not models:
         st.caption("No model registered yet: register a finished run under **Register a model**.")
@@ -148,6 +151,7 @@ def _registry() -> None:
         hide_index=True,
         width="stretch",
     )
+    pager.pager(REGISTRY_PAGE, page, "versions")
     labels = {
         f"{m.name}:{m.version}": f"{m.name} v{m.version} ({m.stage or 'no stage'}) · {m.task} · "
         f"{m.algorithm} · run {m.run_id}"
@@ -155,8 +159,9 @@ def _registry() -> None:
     }
     left, right, button = st.columns([3, 2, 1], vertical_alignment="bottom")
     chosen = left.selectbox(
-        "Version", list(labels), format_func=labels.__getitem__, key="eval.version"
-    )
+        "Version (of the page above)", list(labels), format_func=labels.__getitem__,
+        key="eval.version",
+    )  # fmt: skip
     stage = right.selectbox(
         "New stage", list(STAGES), format_func=lambda s: s or "none", key="eval.stage"
     )
@@ -191,11 +196,14 @@ def render() -> None:
     st.caption("Compare runs side by side and register the best model.")
     project = project_or_stop()
     feedback.show_pending()
-    runs = [r for r in services.modeling.all(user.id, project.id) if r.status == "succeeded"]
+    services.modeling.active(user.id, project.id)  # runs ended since last read: settled
+    runs = recent_runs(user.id, project.id, succeeded=True)
     if not runs:
         st.info("No finished run yet: train on **Modeling** first.", icon=":material/info:")
         _registry()
         return
+    if len(runs) == RECENT:
+        st.caption(f"The newest {RECENT} finished runs are offered here; **Modeling** lists all.")
     ids = [r.id for r in runs]
     compare_key = ws.key("eval.runs")
     chosen = st.session_state.get(compare_key)

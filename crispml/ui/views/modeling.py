@@ -18,8 +18,12 @@ from crispml.core.modeling import Run
 from crispml.ui import context
 from crispml.ui import workspace as ws
 from crispml.ui.views import environments
-from crispml.ui.views.data_understanding import project_or_stop
-from crispml.ui.widgets import feedback, live_plots, process_table
+from crispml.ui.views.data_understanding import dataset_choices, project_or_stop
+from crispml.ui.widgets import feedback, live_plots, pager, process_table
+
+RUNS_PAGE = "model.runs.page"
+RUNS_SIZE = 50
+RECENT = 200  # runs offered to plot and inspect (besides the active ones)
 
 
 def key_metric(run: Run) -> tuple[str, float | None]:
@@ -134,15 +138,16 @@ def _sweep(spec: AlgorithmSpec, dataset: Dataset, env: str, base: dict[str, Any]
 
 
 def _runs(project_id: int) -> None:
-    """The project's runs, refreshed in place (often only while one is queued or running: the
-    live plots below rerun the page when the last one ends)."""
+    """The project's runs, a page at a time, refreshed in place (often only while one is queued
+    or running: the live plots below rerun the page when the last one ends)."""
     user = context.current_user()
-    runs = context.services().modeling.all(user.id, project_id)
-    if not runs:
+    modeling = context.services().modeling
+    page = modeling.recent(user.id, project_id, number=pager.number(RUNS_PAGE), size=RUNS_SIZE)
+    if not page.items:
         st.caption("No runs yet: choose an algorithm above and press **Train**.")
         return
     rows = []
-    for run in runs:
+    for run in page.items:
         metric, value = key_metric(run)
         rows.append(
             {
@@ -159,8 +164,19 @@ def _runs(project_id: int) -> None:
             }
         )
     st.dataframe(rows, hide_index=True, width="stretch")
-    active = sum(not r.finished for r in runs)
-    st.caption(f"{len(runs)} run(s), {active} queued or running.")
+    pager.pager(RUNS_PAGE, page, "runs")
+    active = len(modeling.active(user.id, project_id))
+    st.caption(f"{page.total:,} run(s), {active} queued or running.")
+
+
+def recent_runs(user_id: int, project_id: int, *, succeeded: bool = False) -> list[Run]:
+    """The runs to choose from (to plot, to compare, to inspect): the active ones and the
+    newest RECENT others; the table above pages through all of them."""
+    modeling = context.services().modeling
+    active = [] if succeeded else modeling.active(user_id, project_id)
+    newest = modeling.recent(user_id, project_id, succeeded=succeeded, size=RECENT).items
+    seen = {r.id for r in active}
+    return active + [r for r in newest if r.id not in seen]
 
 
 def run_details(run: Run) -> None:
@@ -260,14 +276,14 @@ def render() -> None:
     st.caption("Choose an algorithm and its settings; each run trains as a background job.")
     project = project_or_stop()
     feedback.show_pending()
-    prepared = [d for d in services.datasets.all(user.id, project.id) if d.role == "prepared"]
+    data_key = ws.key("model.dataset")
+    prepared = dataset_choices(user.id, project.id, "prepared", st.session_state.get(data_key))
     if not prepared:
         st.info("Prepare a dataset on **Data preparation** first.", icon=":material/info:")
         return
     ids = [d.id for d in prepared]
-    data_key = ws.key("model.dataset")
     if st.session_state.get(data_key) not in ids:
-        ws.set_value(data_key, ids[-1])
+        ws.set_value(data_key, ids[0])
     labels = {d.id: f"{d.name} ({d.details.get('task')})" for d in prepared}
     chosen = st.selectbox("Prepared data", ids, format_func=labels.__getitem__, key=data_key)
     dataset = next(d for d in prepared if d.id == chosen)
@@ -310,7 +326,7 @@ def render() -> None:
     if env is not None and not problems:
         _sweep(spec, dataset, env, params)
     st.subheader("Runs")
-    runs = services.modeling.all(user.id, project.id)
+    runs = recent_runs(user.id, project.id)
     active = any(not r.finished for r in runs)
     every = process_table.REFRESH if active else process_table.IDLE_REFRESH
     st.fragment(_runs, run_every=every)(project.id)

@@ -9,12 +9,14 @@ from crispml.core.errors import CrispmlError
 from crispml.core.saved_work import SavedWorkInfo
 from crispml.ui import context
 from crispml.ui import workspace as ws
-from crispml.ui.widgets import feedback
+from crispml.ui.widgets import feedback, pager
 from crispml.ui.widgets.confirm import confirm_button
 
 NAME = ws.user_key("saved.name")
 DESCRIPTION = ws.user_key("saved.description")
 MISSING_KEY = "_crispml.saved.missing"
+PAGE_KEY = "saved.page"
+PAGE_SIZE = 50
 
 
 def _current_project() -> tuple[int | None, str]:
@@ -190,14 +192,21 @@ def render() -> None:
         st.text_area("Description (optional)", key=DESCRIPTION, height=80)
         st.button("Save", type="primary", on_click=_save)
 
-    everyone = user.is_admin and st.toggle("Show everyone's saved work", key="saved.everyone")
-    items = context.services().saved_work.list(None if everyone else user.id)
+    everyone = user.is_admin and st.toggle(
+        "Show everyone's saved work", key="saved.everyone", on_change=pager.first_page,
+        args=(PAGE_KEY,),
+    )  # fmt: skip
+    page = context.services().saved_work.page(
+        None if everyone else user.id, number=pager.number(PAGE_KEY), size=PAGE_SIZE
+    )
+    items = page.items
     if not items:
         st.info(
             "Nothing saved yet. Name your workspace above and press Save.", icon=":material/info:"
         )
     else:
         _table(items, everyone)
+        pager.pager(PAGE_KEY, page, "saved work")
         labels = {i.id: (f"{i.owner}: " if everyone else "") + i.name for i in items}
         chosen = st.selectbox(
             "Saved work", list(labels), format_func=labels.__getitem__, key="saved.chosen"
