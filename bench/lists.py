@@ -6,15 +6,15 @@ then with 100,000 (saved work also at 10,000). Targets, checked and printed:
 - the Saved work page with 10,000 entries costs at most 150 ms of script time.
 Lists: saved work, users (the admin's Users page), the audit log, API keys (everyone's, as an
 admin sees them), runs (Modeling's table and the runs offered to plot), model versions (the
-registry on Evaluation and Deployment's model and version boxes; 1,000 models) and datasets (Data
-understanding's table and the datasets offered). Rows are inserted in bulk, as they would be
-after months of use.
+registry on Evaluation and Deployment's model and version boxes; 100 versions a model) and
+datasets (Data understanding's table and the datasets offered). Rows are inserted in bulk, as
+they would be after months of use.
 
 Script time is timed inside the page's script (AppTest, real services on a real database); each
 figure is the median of ``--repeats`` renders after one warm-up, and the range column shows how
 noisy the machine was.
 
-    .venv/bin/python bench/lists.py [--repeats 7] [--database-url URL]
+    .venv/bin/python bench/lists.py [--repeats 15] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def rows(kind: str, svc: Services, first: int, count: int, admin_id: int) -> Ite
                    "metrics": '{"validation_accuracy": 0.95}', "details": "{}", "error": "",
                    "duration_s": 1.5, "created_at": at, "finished_at": at}  # fmt: skip
         elif kind == "model versions":
-            yield {"name": f"model-{i % 1000:03d}", "version": i // 1000 + 1,
+            yield {"name": f"model-{i // 100:04d}", "version": i % 100 + 1,
                    "owner_id": admin_id, "run_id": "r", "algorithm": "logistic_regression",
                    "task": "classification", "env": "system", "params": "{}",
                    "metrics": '{"test_accuracy": 0.9}', "info": "{}", "path": "/nowhere",
@@ -154,7 +154,7 @@ def grow(svc: Services, kind: str, to: int, admin_id: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--database-url", default="", help="default: SQLite in a new home")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="crispml-bench-lists-"))

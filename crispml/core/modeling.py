@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -468,22 +468,22 @@ class ModelingService:
         with self._db.session() as s:
             rows: Page[RunRow] = fetch(s, query, lambda row: row, number=number, size=size)
             self._settle(rows.items)
-            return Page([_to_run(r) for r in rows.items], rows.total, rows.number, rows.size)
+            return Page(
+                [_to_run(r) for r in rows.items], rows.total, rows.number, rows.size, rows.more
+            )
 
     def active(self, user_id: int, project_id: int) -> list[Run]:
         """The project's runs that are queued or running, newest first (settled first: a run
         whose job has ended since it was last read is not among them)."""
-        query = (
-            select(RunRow)
-            .where(
-                RunRow.owner_id == user_id,
-                RunRow.project_id == project_id,
-                RunRow.status.in_(ACTIVE),
-            )
-            .order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        # Unordered in SQL, so the status index finds the few (ordering there would walk the
+        # project's runs by time instead); ordered here.
+        query = select(RunRow).where(
+            RunRow.owner_id == user_id,
+            RunRow.project_id == project_id,
+            RunRow.status.in_(ACTIVE),
         )
         with self._db.session() as s:
-            rows = list(s.scalars(query))
+            rows = sorted(s.scalars(query), key=lambda r: (r.created_at, r.id), reverse=True)
             self._settle(rows)
             return [_to_run(r) for r in rows if r.status not in FINISHED]
 
@@ -644,13 +644,28 @@ class ModelingService:
         with self._db.session() as s:
             return fetch(s, query, _to_model, number=number, size=size)
 
-    def model_names(self, owner_id: int | None = None) -> list[str]:
-        """The registered models' names (of one owner's models, with ``owner_id``), by name."""
-        query = select(ModelRow.name).distinct().order_by(ModelRow.name)
-        if owner_id is not None:
-            query = query.where(ModelRow.owner_id == owner_id)
+    def model_names(
+        self, owner_id: int | None = None, *, starting: str = "", limit: int = 200
+    ) -> list[str]:
+        """The registered models' names, by name: the first ``limit`` of those that start
+        with ``starting`` (of one owner's models, with ``owner_id``).
+
+        A loose index scan: one index seek per name (a recursive query, on both databases),
+        so the cost follows the names returned, not the versions behind them."""
+        owner = ModelRow.owner_id == owner_id if owner_id is not None else true()
+        first = select(func.min(ModelRow.name)).where(owner, ModelRow.name >= starting)
+        names = select(first.scalar_subquery().label("name")).cte("names", recursive=True)
+        following = select(func.min(ModelRow.name)).where(owner, ModelRow.name > names.c.name)
+        names = names.union_all(
+            select(following.scalar_subquery()).where(
+                names.c.name.is_not(None), names.c.name.startswith(starting, autoescape=True)
+            )
+        )
+        query = select(names.c.name).where(
+            names.c.name.is_not(None), names.c.name.startswith(starting, autoescape=True)
+        )
         with self._db.session() as s:
-            return list(s.scalars(query))
+            return list(s.scalars(query.limit(limit)))
 
     def versions(self, name: str, limit: int = 200) -> list[ModelVersion]:
         """A model's newest versions, newest first."""

@@ -322,7 +322,10 @@ class ModelRow(Base):
     """A registered model version: a copy of a run's artifacts and what produced them."""
 
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        Index("ix_models_owner_name", "owner_id", "name"),  # one owner's model names
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))

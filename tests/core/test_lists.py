@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import insert
 
 from crispml.core.projects import ProjectFields
@@ -87,3 +88,39 @@ def test_datasets_come_newest_first_by_role(services: Services) -> None:
     assert [d.id for d in every.items] == ["ds0"] and every.pages == 3
     assert [d.id for d in services.datasets.prepared_from(admin.id, "ds0")] == ["ds2", "ds4"]
     assert [d.id for d in services.datasets.prepared_from(admin.id, "ds0", limit=1)] == ["ds4"]
+
+
+def test_a_long_list_is_counted_only_so_far_ahead(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crispml.core import paging
+
+    monkeypatch.setattr(paging, "COUNT_AHEAD", 3)
+    admin = services.auth.first_admin()
+    project = services.projects.create(admin.id, ProjectFields("Long"), actor="t").id
+    ids = add_runs(services, admin.id, project, ["succeeded"] * 6)
+    first = services.modeling.recent(admin.id, project, size=2)
+    assert (first.total, first.more, first.pages) == (3, True, 2)  # "of more than 3"
+    second = services.modeling.recent(admin.id, project, number=2, size=2)
+    assert (second.total, second.more) == (5, True)
+    last = services.modeling.recent(admin.id, project, number=3, size=2)
+    assert (last.total, last.more) == (6, False)
+    assert [r.id for r in last.items] == ids[:2][::-1]
+
+
+def test_model_names_come_by_prefix_and_up_to_a_limit(services: Services) -> None:
+    admin = services.auth.first_admin()
+    rows = [
+        {"name": name, "version": 1, "owner_id": admin.id, "run_id": "r", "algorithm": "a",
+         "task": "classification", "env": "system", "params": "{}", "metrics": "{}",
+         "info": "{}", "path": "/nowhere", "stage": "", "created_at": T0}
+        for name in ("iris-a", "iris-b", "iris%c", "wine", "irk")
+    ]  # fmt: skip
+    with services.db.session() as s:
+        s.execute(insert(ModelRow), rows)
+    every = services.modeling.model_names()
+    assert sorted(every) == sorted(["iris-a", "iris-b", "iris%c", "wine", "irk"])
+    assert services.modeling.model_names(limit=2) == every[:2]  # in the database's order
+    assert sorted(services.modeling.model_names(starting="iris")) == ["iris%c", "iris-a", "iris-b"]
+    assert services.modeling.model_names(starting="iris%") == ["iris%c"]  # % is a character
+    assert services.modeling.model_names(starting="zebra") == []

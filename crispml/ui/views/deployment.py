@@ -32,6 +32,7 @@ PUBLIC_WARNING = (
     "the API server's port) may send it data and read its predictions, as often as they like."
 )
 NEW_KEY = "_crispml.deployment.new_key"  # the key just created, shown once (never autosaved)
+NAMES = 200  # model names offered in a box
 KEYS_PAGE = "deploy.keys.page"
 KEYS_PAGE_SIZE = 20
 
@@ -56,7 +57,7 @@ def render() -> None:
         "/predict, and MLflow's /invocations), behind API keys."
     )
     feedback.show_pending()
-    if not services.modeling.model_names():
+    if not services.modeling.model_names(limit=1):
         st.info(
             "No model is registered yet: train one on **Modeling**, then register it on "
             "**Evaluation**.",
@@ -121,7 +122,19 @@ def _server(services: Services, user: User) -> None:
 
 def _deploy(services: Services, user: User) -> None:
     st.subheader("Deploy a model")
-    names = services.modeling.model_names(None if user.is_admin else user.id)
+    starting = str(st.session_state.get("deploy.find") or "")
+    names = services.modeling.model_names(
+        None if user.is_admin else user.id, starting=starting, limit=NAMES
+    )
+    if len(names) == NAMES or starting:  # more than a box should hold: narrow it by name
+        st.text_input(
+            "Only the models whose name starts with",
+            key="deploy.find",
+            help=f"The box offers the first {NAMES} names in order.",
+        )
+    if not names and starting:
+        st.caption(f"No model you may deploy has a name starting with '{starting}'.")
+        return
     if not names:
         st.info(
             "None of the registered models is yours to deploy: register one of your runs on "

@@ -31,7 +31,8 @@ def pager(key: str, page: Page[Any], noun: str = "rows") -> None:
     if page.total == 0:
         return
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    left.caption(f"{noun.capitalize()} {page.first:,} to {page.last:,} of {page.total:,}")
+    of = f"more than {page.total:,}" if page.more else f"{page.total:,}"
+    left.caption(f"{noun.capitalize()} {page.first:,} to {page.last:,} of {of}")
     if page.pages > 1:
         st.session_state[key] = page.number
         right.number_input(

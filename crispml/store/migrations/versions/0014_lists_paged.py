@@ -2,7 +2,7 @@
 and has indexes in its list's order; the audit log has one by actor, for one user's events;
 runs have one by status, for a project's succeeded runs and its active ones, and datasets one
 by role, for a project's raw or prepared datasets, newest first, and by parent, for a dataset's
-prepared versions
+prepared versions; models one by owner and name, for the names of one owner's models
 
 Revision ID: 0014
 Revises: 0013
@@ -57,9 +57,11 @@ def upgrade() -> None:
         ["owner_id", "project_id", "role", "created_at"],
     )
     op.create_index("ix_datasets_parent", "datasets", ["parent_id", "created_at"])
+    op.create_index("ix_models_owner_name", "models", ["owner_id", "name"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_models_owner_name", table_name="models")
     op.drop_index("ix_datasets_parent", table_name="datasets")
     op.drop_index("ix_datasets_owner_project_role", table_name="datasets")
     op.drop_index("ix_runs_owner_project_status", table_name="runs")
