@@ -6,8 +6,6 @@ pays before its model runs.
     .venv/bin/python bench/floor_app.py PORT
 """
 
-from __future__ import annotations
-
 import sys
 from typing import Any
 

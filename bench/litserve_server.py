@@ -8,8 +8,6 @@ The forest answers ``POST /invocations`` (MLflow's ``dataframe_records``), the U
 ``POST /predict`` (the article's ``images``, base64 PNGs), as crispml's API does.
 """
 
-from __future__ import annotations
-
 import base64
 import io
 import sys

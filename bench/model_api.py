@@ -375,16 +375,26 @@ def main() -> None:
             ("U-Net", "Flask (the article's way)", None, ("/predict", image_body, {})),
         ]  # fmt: skip
         server: Server | None = None
+        failed = {k: float("nan") for k in ("rps", "p50", "p99", "errors", "cpu_ms")}
         for model, system, start, request in plans:
             if start is not None:
                 if server is not None:
                     server.stop()
-                server = start()
-            assert server is not None
+                try:
+                    server = start()
+                except RuntimeError as exc:  # shown, and its cells left empty
+                    print(f"\n{system} did not start: {str(exc)[-2000:]}", file=sys.stderr)
+                    server = None
             for clients in counts:
-                results[(model, system, clients)] = asyncio.run(
-                    load(server.url, request, clients, args.seconds, server.proc.pid)
-                )
+                try:
+                    if server is None:
+                        raise RuntimeError(f"{system} is not running")
+                    results[(model, system, clients)] = asyncio.run(
+                        load(server.url, request, clients, args.seconds, server.proc.pid)
+                    )
+                except (RuntimeError, OSError) as exc:
+                    print(f"\n{model}, {system}, {clients}: {exc}", file=sys.stderr)
+                    results[(model, system, clients)] = failed
                 print(".", end="", flush=True)
         if server is not None:
             server.stop()
@@ -415,7 +425,8 @@ def report(results: Results, counts: list[int]) -> bool:
                 r = results[(model, system, clients)]
                 share = 100 * r["rps"] / results[(model, LIMIT, clients)]["rps"]
                 print(
-                    f"| {model} | {system} | {clients} | {r['rps']:.0f} | {share:.0f}% | "
+                    f"| {model} | {system} | {clients} | {cell(r['rps'], '.0f')} | "
+                    f"{cell(share, '.0f')}% | "
                     f"{cell(r['p50'], '.2f')} | {cell(r['p99'], '.2f')} | "
                     f"{cell(r['cpu_ms'], '.2f')} | {r['errors']:.0f} |"
                 )
