@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -127,8 +128,9 @@ class Server:
     def __init__(self, argv: list[str], url: str, log: Path, env: dict[str, str] | None = None):
         self.url = url
         self.proc = subprocess.Popen(
-            argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env or dict(os.environ)
-        )
+            argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env or dict(os.environ),
+            start_new_session=True,  # its own process group: stop() ends its workers too
+        )  # fmt: skip
         self.log = log
 
     def wait(self, path: str, timeout: float = 120) -> Server:
@@ -145,11 +147,16 @@ class Server:
         raise RuntimeError(f"{self.url} did not start:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
+        """End the server and every process it started (LitServe's workers, for one)."""
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 Request = tuple[str, dict[str, Any], dict[str, str]]  # path, JSON body, headers
