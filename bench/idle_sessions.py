@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psutil
 from playwright.sync_api import Browser, Page, sync_playwright
+from processes import cpu_seconds
 
 PASSWORD = "bench-password-4821"
 TARGET = 1.0  # % of a core per idle session
@@ -52,18 +52,6 @@ def start(argv: list[str], env: dict[str, str], url: str, log: Path) -> subproce
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(log.read_text())
-
-
-def cpu_seconds(pid: int) -> float:
-    process = psutil.Process(pid)
-    total = 0.0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            times = p.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def crispml_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from processes import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -211,21 +212,6 @@ def encode(url: str, request: Request) -> bytes:
         *(f"{k}: {v}" for k, v in headers.items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a server: the process and its children (LitServe's workers, for one)."""
-    import psutil
-
-    process = psutil.Process(pid)
-    total = 0.0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            times = p.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 async def load(

@@ -52,7 +52,8 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from idle_sessions import PASSWORD, cpu_seconds, crispml_server, plain_server
+from idle_sessions import PASSWORD, crispml_server, plain_server
+from processes import cpu_seconds
 
 MARKER = b"Business understanding"
 TARGET_CPU, TARGET_P50, TARGET_20, TARGET_RSS = 1.3, 1.15, 2, 1.5
